@@ -1,0 +1,251 @@
+"""Typed, validated, frozen configuration: one dataclass per concern.
+
+Scripts build these once from flags (`experiments/train.py`) and pass them
+down; library code never reads absl FLAGS. Defaults reproduce the paper
+(see shared SPEC.md). A resolved `ExperimentConfig` is written to the run
+folder as `config.json` and read back on resume to refuse an incompatible
+restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from enhancer_gan.errors import ConfigError
+
+# The seven ShapeNet categories of the paper's feature experiments (SPEC.md).
+SHAPENET_SYNSETS = {
+    "airplane": "02691156",
+    "car": "02958343",
+    "chair": "03001627",
+    "table": "04379243",
+    "sofa": "04256520",
+    "rifle": "04090263",
+    "watercraft": "04530566",
+}
+
+DATASET_KINDS = ("synthetic", "r2n2", "shapenet_v2", "modelnet", "archive")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The four networks.
+
+    Attributes:
+      resolution: voxel grid side, 64 (paper) or 32 (CPU-sized; GM and DM
+        drop their 64-channel layer).
+      use_enhancer: False gives the paper's "without enhancer" 3D-GAN
+        baseline (z -> Dense -> 4x4x4x512 -> GM, no GE/DE).
+      enhancer_layer: i in 1..3: GM is driven by GE's layer-i output (Table 3).
+      width_multiplier: scales every layer's channel count (1.0 = paper);
+        small values for tests and demos. GM's input stays 4x4x4xC.
+      latent_dim: size of z ~ U[-1, 1]^latent_dim.
+      image_size: side of GE's images (128 in the paper).
+      discriminator_activation: 'leaky_relu' (default, DCGAN/3D-GAN practice)
+        or 'relu' (strict reading of the paper).
+      leaky_relu_slope: negative slope of LeakyReLU.
+    """
+
+    resolution: int = 64
+    use_enhancer: bool = True
+    enhancer_layer: int = 1
+    width_multiplier: float = 1.0
+    latent_dim: int = 100
+    image_size: int = 128
+    discriminator_activation: str = "leaky_relu"
+    leaky_relu_slope: float = 0.2
+
+    def __post_init__(self):
+        if self.resolution not in (32, 64):
+            raise ConfigError(f"resolution must be 32 or 64, got {self.resolution}")
+        if self.enhancer_layer not in (1, 2, 3):
+            raise ConfigError(f"enhancer_layer must be 1, 2 or 3, got {self.enhancer_layer}")
+        if not 0 < self.width_multiplier <= 4:
+            raise ConfigError(f"width_multiplier must be in (0, 4], got {self.width_multiplier}")
+        if self.latent_dim < 1:
+            raise ConfigError(f"latent_dim must be positive, got {self.latent_dim}")
+        if self.image_size not in (32, 64, 128):
+            raise ConfigError(f"image_size must be 32, 64 or 128, got {self.image_size}")
+        if self.discriminator_activation not in ("leaky_relu", "relu"):
+            raise ConfigError(
+                "discriminator_activation must be 'leaky_relu' or 'relu', "
+                f"got {self.discriminator_activation!r}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where training pairs (voxel grid, one rendered view) come from.
+
+    Attributes:
+      kind: 'synthetic' (built-in procedural shapes, generated on demand into
+        `data_dir`), 'r2n2' (ShapeNetVox32 + ShapeNetRendering), 'shapenet_v2'
+        (ShapeNetCore v2 solid binvox, views rendered by the project),
+        'modelnet' (.off meshes, voxelized into a cache, views rendered) or
+        'archive' (an .npz voxel archive such as modelnet10_vox32.npz).
+      data_dir: root folder (or archive file) of the data set.
+      categories: category names (keys of SHAPENET_SYNSETS for ShapeNet
+        kinds; class names for ModelNet/synthetic); empty = all.
+      cache_dir: where decoded grids are cached as packed bits ('' = in
+        `run_dir/cache` for training).
+      split: 'train' or 'test' for ModelNet-style data.
+      num_synthetic_per_category: size of the built-in data set.
+      views_per_model: views rendered per model for kinds without renders.
+    """
+
+    kind: str = "synthetic"
+    data_dir: str = ""
+    categories: tuple[str, ...] = ()
+    cache_dir: str = ""
+    split: str = "train"
+    num_synthetic_per_category: int = 60
+    views_per_model: int = 4
+
+    def __post_init__(self):
+        if self.kind not in DATASET_KINDS:
+            raise ConfigError(f"dataset kind must be one of {DATASET_KINDS}, got {self.kind!r}")
+        if self.split not in ("train", "test"):
+            raise ConfigError(f"split must be 'train' or 'test', got {self.split!r}")
+        if self.kind in ("r2n2", "shapenet_v2"):
+            unknown = [c for c in self.categories if c not in SHAPENET_SYNSETS]
+            if unknown:
+                raise ConfigError(
+                    f"unknown ShapeNet categor{'y' if len(unknown) == 1 else 'ies'} "
+                    f"{', '.join(unknown)}; known: {', '.join(SHAPENET_SYNSETS)}"
+                )
+        if self.kind != "synthetic" and not self.data_dir:
+            raise ConfigError(f"dataset kind {self.kind!r} needs a data_dir")
+        if self.num_synthetic_per_category < 1 or self.views_per_model < 1:
+            raise ConfigError("num_synthetic_per_category and views_per_model must be positive")
+        object.__setattr__(self, "categories", tuple(self.categories))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation.
+
+    Attributes:
+      batch_size: global batch (64 in the paper).
+      learning_rate, beta1: Adam, one optimiser per network.
+      generator_steps_per_discriminator_step: 2 in the paper.
+      generator_loss: 'non_saturating' (-log D(G(z))) or 'minimax'
+        (log(1 - D(G(z))), the paper's equation).
+      num_steps: discriminator steps (= batches) to train for.
+      summary_every, checkpoint_every, sample_every: in steps.
+      max_checkpoints: how many checkpoints the manager keeps.
+      seed: seeds z sampling, data order and weight initialisation.
+      mixed_precision: float16 compute (GPU).
+      jit_compile: XLA for the train step (slow on CPU, see SPEC.md).
+      num_samples: voxel samples rendered to TensorBoard/sheets.
+    """
+
+    batch_size: int = 64
+    learning_rate: float = 2e-4
+    beta1: float = 0.5
+    generator_steps_per_discriminator_step: int = 2
+    generator_loss: str = "non_saturating"
+    num_steps: int = 100_000
+    summary_every: int = 100
+    checkpoint_every: int = 1000
+    sample_every: int = 1000
+    max_checkpoints: int = 3
+    seed: int = 0
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    num_samples: int = 16
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
+        if self.learning_rate <= 0 or not 0 <= self.beta1 < 1:
+            raise ConfigError("learning_rate must be > 0 and beta1 in [0, 1)")
+        if self.generator_steps_per_discriminator_step < 1:
+            raise ConfigError("generator_steps_per_discriminator_step must be >= 1")
+        if self.generator_loss not in ("non_saturating", "minimax"):
+            raise ConfigError(
+                f"generator_loss must be 'non_saturating' or 'minimax', got {self.generator_loss!r}"
+            )
+        for name in ("num_steps", "summary_every", "checkpoint_every", "sample_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_checkpoints < 1 or self.num_samples < 1:
+            raise ConfigError("max_checkpoints and num_samples must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything a training run needs; written as run_dir/config.json."""
+
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    run_dir: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExperimentConfig:
+        try:
+            return cls(
+                model=ModelConfig(**d.get("model", {})),
+                data=DataConfig(**d.get("data", {})),
+                train=TrainConfig(**d.get("train", {})),
+                run_dir=d.get("run_dir", ""),
+            )
+        except TypeError as e:
+            raise ConfigError(f"config has unknown or missing fields: {e}") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ExperimentConfig:
+        try:
+            with open(path) as f:
+                d = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{os.fspath(path)}: cannot read config: {e}") from None
+        return cls.from_dict(d)
+
+
+# Settings that may change when a run is resumed (they do not change what the
+# checkpoint means); every other difference makes a resume refuse to start.
+RESUMABLE_FIELDS = frozenset(
+    {
+        "train.num_steps",
+        "train.summary_every",
+        "train.checkpoint_every",
+        "train.sample_every",
+        "train.max_checkpoints",
+        "train.num_samples",
+        "train.jit_compile",
+        "data.data_dir",
+        "data.cache_dir",
+        "run_dir",
+    }
+)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def incompatible_fields(old: ExperimentConfig, new: ExperimentConfig) -> list[str]:
+    """Names the settings (as 'section.field: old -> new') that forbid a resume."""
+    a, b = _flatten(old.to_dict()), _flatten(new.to_dict())
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in sorted(set(a) | set(b))
+        if k not in RESUMABLE_FIELDS and a.get(k) != b.get(k)
+    ]

@@ -1,0 +1,7 @@
+"""Data sets in their real on-disk layouts, and the tf.data input pipeline.
+
+Every data set reader produces a list of `records.ShapeRecord`s (one per 3D
+model: where its voxel grid comes from and which rendered views it has);
+`cache.py` decodes the grids once into packed bits; `pipeline.py` pairs each
+grid with one view drawn afresh every epoch.
+"""

@@ -1,0 +1,37 @@
+"""Shared pytest fixtures: the real-data sample folder and hypothesis profiles."""
+
+import os
+import pathlib
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# CI runs each property-based test on at least 1,000 inputs; a developer's
+# quick run uses fewer. Select with HYPOTHESIS_PROFILE=ci|dev.
+settings.register_profile(
+    "ci", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "dev", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def shared_data_dir() -> pathlib.Path | None:
+    """The real-data samples: $ENHANCER_GAN_SHARED_DATA, else ../shared/data."""
+    env = os.environ.get("ENHANCER_GAN_SHARED_DATA")
+    path = pathlib.Path(env) if env else ROOT.parent / "shared" / "data"
+    return path if path.is_dir() else None
+
+
+@pytest.fixture
+def shared_data() -> pathlib.Path:
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("real-data samples not found (set ENHANCER_GAN_SHARED_DATA or ../shared/data)")
+    return path
+
+
+CHAIR_ID = "1a6f615e8b1b5ae4dbbc9440457e303e"
