@@ -1,0 +1,176 @@
+"""The tf.data input pipeline: (voxel grid, one random view, noise) batches.
+
+Each 3D model is paired with ONE of its rendered views, drawn afresh every
+epoch (SPEC.md). Grids come from an in-memory packed-bit cache (8 voxels per
+byte, so later epochs never decode files); views are PNG files decoded,
+composited on white, resized and scaled to [-1, 1] in parallel.
+
+The data order is a pure function of (seed, position in the stream): epoch e
+is a stateless shuffle of the models keyed by (seed, e), the view and the
+noise z of the example at stream position p are keyed by (seed, p). So a run
+resumed at step s builds the stream starting at position s * batch_size and
+sees exactly what an uninterrupted run would have seen, with nothing but the
+step stored in the checkpoint.
+
+Elements: {"voxels": [B, R, R, R, 1] uint8 in {0, 1},
+           "image": [B, S, S, 3] float32 in [-1, 1],
+           "z": [B, n_z, latent_dim] float32 ~ U[-1, 1],
+           "index": [B] int64 (row of the model in the source)}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from enhancer_gan.errors import DataError
+
+_VIEW_SALT = 0x5EED_0001
+_NOISE_SALT = 0x5EED_0002
+
+
+@dataclasses.dataclass(frozen=True)
+class PairSource:
+    """Everything the pipeline needs about a data set, in memory.
+
+    Attributes:
+      packed_voxels: [N, R^3 / 8] uint8, np.packbits of each grid flattened in
+        project order (x, y, z).
+      resolution: R.
+      view_paths: N tuples of PNG paths (at least one per model).
+      model_ids: N model ids (for messages and features).
+      labels: [N] int64 class labels (-1 if unknown).
+    """
+
+    packed_voxels: np.ndarray
+    resolution: int
+    view_paths: tuple[tuple[str, ...], ...]
+    model_ids: tuple[str, ...] = ()
+    labels: np.ndarray | None = None
+
+    def __post_init__(self):
+        n = self.packed_voxels.shape[0]
+        if n == 0:
+            raise DataError(None, "the data set has no models")
+        if self.packed_voxels.shape[1] * 8 != self.resolution**3:
+            raise DataError(
+                None,
+                f"packed voxels have {self.packed_voxels.shape[1]} bytes per model, "
+                f"resolution {self.resolution} needs {self.resolution**3 // 8}",
+            )
+        if len(self.view_paths) != n:
+            raise DataError(None, f"{len(self.view_paths)} view lists for {n} models")
+        for i, views in enumerate(self.view_paths):
+            if not views:
+                name = self.model_ids[i] if self.model_ids else str(i)
+                raise DataError(None, f"model {name} has no rendered views")
+
+    @property
+    def num_models(self) -> int:
+        return int(self.packed_voxels.shape[0])
+
+
+def pack_grids(grids: np.ndarray) -> np.ndarray:
+    """[N, R, R, R] bool -> [N, R^3 / 8] uint8 (project order, big-endian bits)."""
+    grids = np.asarray(grids, dtype=bool)
+    return np.packbits(grids.reshape(grids.shape[0], -1), axis=1)
+
+
+def unpack_grids(packed: np.ndarray, resolution: int) -> np.ndarray:
+    """Inverse of `pack_grids`: [N, R^3 / 8] uint8 -> [N, R, R, R] bool."""
+    flat = np.unpackbits(np.asarray(packed, dtype=np.uint8), axis=1).astype(bool)
+    return flat.reshape(-1, resolution, resolution, resolution)
+
+
+def unpack_grids_tf(packed: tf.Tensor, resolution: int) -> tf.Tensor:
+    """[B, R^3 / 8] uint8 -> [B, R, R, R, 1] uint8 in {0, 1}, in-graph."""
+    shifts = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], dtype=tf.uint8)
+    bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(packed[..., None], shifts), 1)
+    return tf.reshape(bits, [-1, resolution, resolution, resolution, 1])
+
+
+def decode_view(raw: tf.Tensor, image_size: int) -> tf.Tensor:
+    """PNG bytes -> [S, S, 3] float32 in [-1, 1], alpha composited on white."""
+    rgba = tf.cast(tf.io.decode_png(raw, channels=4), tf.float32) / 255.0
+    rgb, alpha = rgba[..., :3], rgba[..., 3:]
+    rgb = rgb * alpha + (1.0 - alpha)
+    rgb = tf.image.resize(rgb, [image_size, image_size], antialias=True)
+    return tf.clip_by_value(rgb, 0.0, 1.0) * 2.0 - 1.0
+
+
+def make_pair_dataset(
+    source: PairSource,
+    batch_size: int,
+    latent_dim: int = 100,
+    num_noise: int = 3,
+    seed: int = 0,
+    image_size: int = 128,
+    start_step: int = 0,
+) -> tf.data.Dataset:
+    """An endless, deterministic stream of training batches.
+
+    Args:
+      source: the data set in memory.
+      batch_size: examples per batch (global batch).
+      latent_dim: size of each z.
+      num_noise: z vectors per example (1 + generator steps per D step).
+      seed: keys the shuffle, the view choice and the noise.
+      image_size: side S of the decoded views.
+      start_step: batches to skip (for resuming).
+
+    Returns:
+      tf.data.Dataset of dicts (see the module docstring); batches are full
+      (drop_remainder) so the train step never retraces.
+    """
+    n = source.num_models
+    res = source.resolution
+    counts = np.array([len(v) for v in source.view_paths], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    flat_paths = tf.constant([p for views in source.view_paths for p in views])
+    counts_t = tf.constant(counts)
+    offsets_t = tf.constant(offsets)
+    packed = tf.constant(source.packed_voxels)
+    seed = int(seed)
+
+    start = int(start_step) * int(batch_size)
+    start_epoch, offset = divmod(start, n)
+
+    def epoch_stream(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
+        )
+        positions = epoch * n + tf.range(n, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices((order, positions))
+
+    def load_example(index, position):
+        view_seed = tf.stack([tf.constant(seed ^ _VIEW_SALT, tf.int64), position])
+        choice = tf.random.stateless_uniform(
+            [], seed=view_seed, minval=0, maxval=counts_t[index], dtype=tf.int64
+        )
+        raw = tf.io.read_file(flat_paths[offsets_t[index] + choice])
+        image = decode_view(raw, image_size)
+        noise_seed = tf.stack([tf.constant(seed ^ _NOISE_SALT, tf.int64), position])
+        z = tf.random.stateless_uniform(
+            [num_noise, latent_dim], seed=noise_seed, minval=-1.0, maxval=1.0
+        )
+        return {"index": index, "image": image, "z": z}
+
+    def add_voxels(batch):
+        batch["voxels"] = unpack_grids_tf(tf.gather(packed, batch["index"]), res)
+        return batch
+
+    options = tf.data.Options()
+    options.deterministic = True
+    ds = (
+        tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max)
+        .flat_map(epoch_stream)
+        .skip(offset)
+        .map(load_example, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size, drop_remainder=True)
+        .map(add_voxels, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+        .with_options(options)
+    )
+    return ds

@@ -1,0 +1,1 @@
+"""Training: GAN losses, the joint train step, checkpoints, summaries, the loop."""
