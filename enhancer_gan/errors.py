@@ -11,32 +11,32 @@ import os
 
 
 class EnhancerGanError(Exception):
-  """Base class of every error this project raises on purpose."""
+    """Base class of every error this project raises on purpose."""
 
 
 class DataError(EnhancerGanError, ValueError):
-  """A data file is malformed, truncated, or not what it claims to be.
+    """A data file is malformed, truncated, or not what it claims to be.
 
-  Attributes:
-    path: the offending file (str), or None when the data did not come from a
-      file (for example bytes handed in directly).
-    problem: a short description of what is wrong.
-  """
+    Attributes:
+      path: the offending file (str), or None when the data did not come from a
+        file (for example bytes handed in directly).
+      problem: a short description of what is wrong.
+    """
 
-  def __init__(self, path: str | os.PathLike | None, problem: str):
-    self.path = None if path is None else os.fspath(path)
-    self.problem = problem
-    where = self.path if self.path is not None else "<in-memory data>"
-    super().__init__(f"{where}: {problem}")
+    def __init__(self, path: str | os.PathLike | None, problem: str):
+        self.path = None if path is None else os.fspath(path)
+        self.problem = problem
+        where = self.path if self.path is not None else "<in-memory data>"
+        super().__init__(f"{where}: {problem}")
 
 
 class BinvoxError(DataError):
-  """A .binvox file cannot be decoded."""
+    """A .binvox file cannot be decoded."""
 
 
 class MeshError(DataError):
-  """A mesh file (.off) cannot be read."""
+    """A mesh file (.off) cannot be read."""
 
 
 class ConfigError(EnhancerGanError, ValueError):
-  """A configuration value (usually from a flag) is invalid."""
+    """A configuration value (usually from a flag) is invalid."""

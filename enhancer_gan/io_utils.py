@@ -11,7 +11,8 @@ import contextlib
 import json
 import os
 import tempfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from enhancer_gan.errors import EnhancerGanError
 

@@ -45,9 +45,7 @@ METRIC_NAMES = (
 
 
 def _adam(config: TrainConfig, name: str) -> keras.optimizers.Optimizer:
-    opt = keras.optimizers.Adam(
-        learning_rate=config.learning_rate, beta_1=config.beta1, name=name
-    )
+    opt = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=config.beta1, name=name)
     if config.mixed_precision:
         opt = keras.optimizers.LossScaleOptimizer(opt, name=f"{name}_loss_scale")
     return opt
@@ -207,9 +205,7 @@ class GanTrainer(tf.Module):
                     g_loss = g_loss + e_loss
             self._apply(self._gradients(tape, g_loss, self.generator_names))
             del tape
-            occupancy += avg(
-                tf.reduce_mean(tf.cast(voxels > 0.5, tf.float32), axis=[1, 2, 3, 4])
-            )
+            occupancy += avg(tf.reduce_mean(tf.cast(voxels > 0.5, tf.float32), axis=[1, 2, 3, 4]))
         out["loss/voxel_generator"] = g_sums["loss/voxel_generator"] / n_g
         if self.use_enhancer:
             out["loss/enhancer_generator"] = g_sums["loss/enhancer_generator"] / n_g

@@ -174,9 +174,7 @@ def read_binvox(path: str | os.PathLike) -> VoxelFile:
     return read_binvox_bytes(raw, name=os.fspath(path))
 
 
-def binvox_bytes(
-    grid: np.ndarray, translate=(0.0, 0.0, 0.0), scale: float = 1.0
-) -> bytes:
+def binvox_bytes(grid: np.ndarray, translate=(0.0, 0.0, 0.0), scale: float = 1.0) -> bytes:
     """Encodes a [D, D, D] grid (project order) as a complete binvox file."""
     grid = np.asarray(grid)
     if grid.ndim != 3 or len(set(grid.shape)) != 1:

@@ -1,0 +1,309 @@
+"""The training loop: run folder, resume, summaries, samples, checkpoints.
+
+`train(config)` is what `experiments/train.py` calls. A run folder holds:
+
+  config.json      the resolved ExperimentConfig (checked on resume)
+  checkpoints/     tf.train.CheckpointManager: step, networks, optimisers
+  train/           TensorBoard events (scalars, GE images, voxel renders)
+  samples/         PNG sheets of generated shapes, one per sample_every steps
+  cache/           decoded voxel grids and rendered views of the data set
+
+Killing the process at any moment loses at most the steps since the last
+checkpoint: checkpoints are written by TensorFlow to temporary names and
+committed by renaming the `checkpoint` index, and the data order is a pure
+function of the step (see `data.pipeline`). SIGINT and SIGTERM save a
+checkpoint and return cleanly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from enhancer_gan.config import ExperimentConfig, incompatible_fields
+from enhancer_gan.errors import ConfigError, EnhancerGanError
+from enhancer_gan.io_utils import atomic_write_text
+
+# A rough floor of free space needed to start: a few checkpoints of the
+# full-size model (about 100 M parameters x 3 Adam slots x 4 bytes ~ 1.2 GB).
+_BYTES_PER_PARAMETER_ON_DISK = 12
+
+
+class NonFiniteLossError(EnhancerGanError):
+    """A loss became NaN or infinite; the run stopped before saving it."""
+
+
+class RunDirError(EnhancerGanError):
+    """The run folder cannot be used (not writable, full, incompatible)."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    step: int
+    interrupted: bool
+    metrics: dict[str, float]
+    checkpoint_path: str | None
+    seconds: float
+
+
+def _check_run_dir(run_dir: str, config: ExperimentConfig) -> bool:
+    """Prepares `run_dir`; returns True when it already holds this run.
+
+    Raises RunDirError/ConfigError before anything is written when the
+    folder is not writable or holds a run with an incompatible config.
+    """
+    if not run_dir:
+        raise ConfigError("run_dir must be set")
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        probe = os.path.join(run_dir, ".write_probe")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise RunDirError(f"{run_dir}: run folder is not writable: {e.strerror or e}") from None
+    config_path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(config_path):
+        return False
+    old = ExperimentConfig.load(config_path)
+    diffs = incompatible_fields(old, config)
+    if diffs:
+        raise ConfigError(
+            f"{config_path}: this run folder holds a run with a different configuration; "
+            f"refusing to resume it with: {'; '.join(diffs)}. Use another --run_dir, "
+            "or the original settings."
+        )
+    return True
+
+
+def _check_disk(run_dir: str, num_parameters: int) -> None:
+    need = num_parameters * _BYTES_PER_PARAMETER_ON_DISK * 2
+    free = shutil.disk_usage(run_dir).free
+    if free < need:
+        raise RunDirError(
+            f"{run_dir}: only {free / 2**20:.0f} MiB free, a checkpoint of this model needs "
+            f"about {need / 2**20:.0f} MiB; free some space or choose another --run_dir"
+        )
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
+    state = {"signal": None}
+
+    def handler(signum, frame):
+        if state["signal"] is not None:  # second signal: give up at once
+            raise KeyboardInterrupt
+        state["signal"] = signum
+
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+    try:
+        yield state
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def _sample_noise(config: ExperimentConfig) -> tf.Tensor:
+    """A fixed z for sample sheets, the same at every step and on resume."""
+    return tf.random.stateless_uniform(
+        [config.train.num_samples, config.model.latent_dim],
+        seed=[config.train.seed, 0x5A3F],
+        minval=-1.0,
+        maxval=1.0,
+    )
+
+
+def write_samples(trainer, z, step: int, run_dir: str, writer) -> str:
+    """Renders generated shapes (and GE's images) to TensorBoard and a PNG sheet."""
+    from enhancer_gan.voxels import sheet
+
+    voxels, outputs = trainer.generate(z, training=False)
+    grids = voxels.numpy()[..., 0] > 0.5
+    picture = sheet.sheet_image(list(grids), ncols=min(8, len(grids)))
+    path = os.path.join(run_dir, "samples", f"step_{step:08d}.png")
+    sheet.save_sheet(path, list(grids), ncols=min(8, len(grids)))
+    with writer.as_default(step=step):
+        tf.summary.image("samples/voxels", picture[None], max_outputs=1)
+        tf.summary.scalar("samples/occupancy", float(grids.mean()))
+        tf.summary.histogram("samples/voxel_values", voxels)
+        if outputs is not None:
+            images = sheet.image_grid(outputs["image"].numpy(), ncols=min(8, len(grids)))
+            tf.summary.image("samples/enhancer_images", images[None], max_outputs=1)
+    return path
+
+
+def _check_finite(metrics: dict[str, float], step: int, manager) -> None:
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        last = manager.latest_checkpoint
+        keep = f"the last good checkpoint is {last}" if last else "no checkpoint was saved yet"
+        raise NonFiniteLossError(
+            f"non-finite training values at or before step {step}: {', '.join(bad)}. "
+            f"Training stopped without saving them; {keep}. Try a lower learning rate "
+            "or turning off mixed precision."
+        )
+
+
+def train(
+    config: ExperimentConfig,
+    *,
+    strategy: tf.distribute.Strategy | None = None,
+    source=None,
+    progress: bool = True,
+    log=print,
+) -> TrainResult:
+    """Trains (or resumes) the run described by `config` until num_steps.
+
+    Args:
+      config: the resolved experiment configuration; config.run_dir is the run
+        folder.
+      strategy: a tf.distribute strategy (default: the current one).
+      source: a data.pipeline.PairSource to train on instead of loading
+        config.data (tests).
+      progress: show a tqdm progress bar.
+      log: where one-line messages go.
+    """
+    from tqdm.auto import tqdm
+
+    from enhancer_gan.data.pipeline import make_pair_dataset
+    from enhancer_gan.training.trainer import GanTrainer
+
+    t0 = time.time()
+    run_dir = config.run_dir
+    resuming = _check_run_dir(run_dir, config)
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if config.train.batch_size % replicas:
+        raise ConfigError(
+            f"batch_size {config.train.batch_size} is not divisible by the "
+            f"{replicas} devices of the distribution strategy"
+        )
+    if config.train.mixed_precision:
+        tf.keras.mixed_precision.set_global_policy("mixed_float16")
+
+    if source is None:
+        from enhancer_gan.data.datasets import load_training_source
+
+        source = load_training_source(
+            config.data,
+            resolution=config.model.resolution,
+            cache_dir=config.data.cache_dir or os.path.join(run_dir, "cache"),
+            seed=config.train.seed,
+            progress=progress,
+            log=log,
+        )
+    if source.resolution != config.model.resolution:
+        raise ConfigError(
+            f"data resolution {source.resolution} differs from model resolution "
+            f"{config.model.resolution}"
+        )
+
+    tf.keras.utils.set_random_seed(config.train.seed)
+    with strategy.scope():
+        trainer = GanTrainer(config.model, config.train)
+    num_parameters = sum(int(np.prod(v.shape)) for vs in trainer.variables_of.values() for v in vs)
+    _check_disk(run_dir, num_parameters)
+
+    checkpoint = trainer.checkpoint()
+    manager = tf.train.CheckpointManager(
+        checkpoint,
+        os.path.join(run_dir, "checkpoints"),
+        max_to_keep=config.train.max_checkpoints,
+        checkpoint_name="ckpt",
+    )
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        log(f"Resumed {run_dir} from {manager.latest_checkpoint} at step {int(trainer.step)}.")
+    elif resuming:
+        log(f"{run_dir}: config.json found but no checkpoint; starting from step 0.")
+    atomic_write_text(os.path.join(run_dir, "config.json"), config.to_json())
+
+    start = int(trainer.step)
+    total = config.train.num_steps
+    dataset = make_pair_dataset(
+        source,
+        batch_size=config.train.batch_size,
+        latent_dim=config.model.latent_dim,
+        num_noise=1 + config.train.generator_steps_per_discriminator_step,
+        seed=config.train.seed,
+        image_size=config.model.image_size,
+        start_step=start,
+    )
+    dist_dataset = strategy.experimental_distribute_dataset(dataset)
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
+    sample_z = _sample_noise(config)
+    metrics: dict[str, float] = {}
+    interrupted = False
+
+    def save(step):
+        _check_finite(trainer.metric_results(), step, manager)
+        return manager.save(checkpoint_number=step)
+
+    bar = tqdm(
+        total=total,
+        initial=start,
+        disable=not progress,
+        unit="step",
+        dynamic_ncols=True,
+        desc=os.path.basename(os.path.normpath(run_dir)) or "train",
+        file=sys.stdout,
+    )
+    with _stop_on_signals() as stop, bar:
+        iterator = iter(dist_dataset)
+        step = start
+        while step < total:
+            trainer.train_step(next(iterator))
+            step += 1
+            bar.update(1)
+            if step % config.train.summary_every == 0 or step == total:
+                metrics = trainer.metric_results()
+                _check_finite(metrics, step, manager)
+                with writer.as_default(step=step):
+                    for name, value in metrics.items():
+                        tf.summary.scalar(name, value)
+                trainer.reset_metrics()
+                bar.set_postfix(
+                    d_vox=f"{metrics['loss/voxel_discriminator']:.3f}",
+                    g_vox=f"{metrics['loss/voxel_generator']:.3f}",
+                    occ=f"{metrics['voxel/fake_occupancy']:.3f}",
+                )
+            if step % config.train.sample_every == 0 or step == total:
+                write_samples(trainer, sample_z, step, run_dir, writer)
+            if step % config.train.checkpoint_every == 0 and step < total:
+                save(step)
+            if stop["signal"] is not None:
+                interrupted = True
+                break
+        writer.flush()
+        path = (
+            save(step)
+            if step > start or not manager.latest_checkpoint
+            else (manager.latest_checkpoint)
+        )
+    if interrupted:
+        log(
+            f"Stopped by signal {stop['signal']} at step {step}; checkpoint {path}. "
+            f"Resume with the same command (same --run_dir={run_dir})."
+        )
+    return TrainResult(
+        step=step,
+        interrupted=interrupted,
+        metrics=metrics or trainer.metric_results(),
+        checkpoint_path=path,
+        seconds=time.time() - t0,
+    )
