@@ -1,0 +1,232 @@
+"""The 3D networks: voxel generator GM and voxel discriminator DM.
+
+Also home of the building blocks that all four networks share (channel
+widths, DCGAN initialisation, batch norm, the discriminator activation and the
+config-carrying `keras.Model` base class), because GM's input width C is the
+number every other width is derived from.
+
+Shapes follow SPEC.md's table (channels-last, grids in the `grid[x, y, z]`
+order of `enhancer_gan.voxels`):
+
+  GM: [B, 4, 4, 4, C] -> Conv3DTranspose 256, 128, (64), 1, kernel 4, stride 2
+      -> [B, R, R, R, 1] occupancy in [0, 1]
+  DM: [B, R, R, R, 1] -> Conv3D (64), 128, 256, 512, kernel 4, stride 2
+      -> Dense -> [B, 1] logit
+
+The layers in brackets exist only at resolution 64. This module builds
+networks; it does not train them or read data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+from keras import layers, ops
+
+from enhancer_gan.config import ModelConfig
+from enhancer_gan.errors import ConfigError
+
+# The paper's widths (SPEC.md), before `width_multiplier`.
+GM_INPUT_WIDTH = 512
+GM_WIDTHS_64 = (256, 128, 64)
+DM_WIDTHS_64 = (64, 128, 256, 512)
+VOXEL_KERNEL = 4
+
+_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
+# Keyword arguments of keras.Model that may appear beside the ModelConfig
+# fields in a serialized config.
+_KERAS_KWARGS = ("name", "trainable", "dtype")
+
+
+def channels(paper_width: int, config: ModelConfig) -> int:
+    """c(n) = max(1, round(n * width_multiplier)): a layer's channel count."""
+    return max(1, round(paper_width * config.width_multiplier))
+
+
+def voxel_input_channels(config: ModelConfig) -> int:
+    """C = c(512): the channels of GM's [4, 4, 4, C] input."""
+    return channels(GM_INPUT_WIDTH, config)
+
+
+def kernel_initializer() -> keras.initializers.Initializer:
+    """DCGAN initialisation: kernels ~ N(0, 0.02).
+
+    A fresh instance per layer so that each layer draws its own seed from
+    Keras's global RNG (`keras.utils.set_random_seed` makes it reproducible).
+    """
+    return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+
+
+def batch_norm(name: str) -> layers.BatchNormalization:
+    """Batch norm over the channel axis with DCGAN's gamma ~ N(1, 0.02)."""
+    return layers.BatchNormalization(
+        axis=-1,
+        gamma_initializer=keras.initializers.RandomNormal(mean=1.0, stddev=0.02),
+        name=name,
+    )
+
+
+def discriminator_activation(x, config: ModelConfig):
+    """LeakyReLU(config.leaky_relu_slope) or ReLU, per config."""
+    if config.discriminator_activation == "relu":
+        return ops.relu(x)
+    return ops.leaky_relu(x, negative_slope=config.leaky_relu_slope)
+
+
+class ConfiguredModel(keras.Model):
+    """A `keras.Model` built from a `ModelConfig` and serialized as its fields.
+
+    `get_config()` returns exactly the ModelConfig fields (a JSON-able dict),
+    and `from_config()` rebuilds an equal network (same weight shapes) from it.
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        if not isinstance(config, ModelConfig):
+            raise ConfigError(
+                f"{type(self).__name__} needs an enhancer_gan.config.ModelConfig, "
+                f"got {type(config).__name__}"
+            )
+        super().__init__(**kwargs)
+        self.model_config = config
+
+    def get_config(self) -> dict:
+        return dataclasses.asdict(self.model_config)
+
+    @classmethod
+    def from_config(cls, config: dict):
+        unknown = set(config) - _CONFIG_FIELDS - set(_KERAS_KWARGS)
+        if unknown:
+            raise ConfigError(
+                f"{cls.__name__}.from_config: unknown field(s) {', '.join(sorted(unknown))}"
+            )
+        fields = {k: v for k, v in config.items() if k in _CONFIG_FIELDS}
+        kwargs = {k: config[k] for k in _KERAS_KWARGS if k in config and k != "dtype"}
+        return cls(ModelConfig(**fields), **kwargs)
+
+
+def _gm_widths(config: ModelConfig) -> tuple[int, ...]:
+    # At 32^3 the 64-channel layer is dropped: 4 -> 8 -> 16 -> 32.
+    paper = GM_WIDTHS_64 if config.resolution == 64 else GM_WIDTHS_64[:2]
+    return tuple(channels(w, config) for w in paper)
+
+
+def _dm_paper_widths(config: ModelConfig) -> tuple[int, ...]:
+    # At 32^3 the 64-channel layer is dropped: 32 -> 16 -> 8 -> 4.
+    return DM_WIDTHS_64 if config.resolution == 64 else DM_WIDTHS_64[1:]
+
+
+def dm_layer_names(config: ModelConfig) -> tuple[str, ...]:
+    """Names of DM's conv outputs, 'conv{output side}_{paper width}'.
+
+    The width in the name is the paper's (before width_multiplier), so the
+    same name means the same layer at every width and both resolutions:
+    ('conv32_64', 'conv16_128', 'conv8_256', 'conv4_512') at 64^3 and the
+    last three at 32^3.
+    """
+    widths = _dm_paper_widths(config)
+    sides = [config.resolution // 2 ** (k + 1) for k in range(len(widths))]
+    return tuple(f"conv{s}_{w}" for s, w in zip(sides, widths))
+
+
+class VoxelGenerator(ConfiguredModel):
+    """GM: a [4, 4, 4, C] feature volume -> an occupancy grid.
+
+    Call: `voxels = gm(features, training=False)`
+      features: [B, 4, 4, 4, C] float, C = voxel_input_channels(config).
+      returns: [B, R, R, R, 1] float32 in [0, 1] (sigmoid), R = resolution.
+    """
+
+    def __init__(self, config: ModelConfig, name: str = "voxel_generator", **kwargs):
+        super().__init__(config, name=name, **kwargs)
+        self.input_channels = voxel_input_channels(config)
+        self.num_hidden = len(_gm_widths(config))
+        for k, width in enumerate(_gm_widths(config), start=1):
+            # No bias: the batch norm right after would cancel it.
+            setattr(
+                self,
+                f"deconv{k}",
+                layers.Conv3DTranspose(
+                    width,
+                    VOXEL_KERNEL,
+                    strides=2,
+                    padding="same",
+                    use_bias=False,
+                    kernel_initializer=kernel_initializer(),
+                    name=f"deconv{k}",
+                ),
+            )
+            setattr(self, f"bn{k}", batch_norm(f"bn{k}"))
+        self.to_voxels = layers.Conv3DTranspose(
+            1,
+            VOXEL_KERNEL,
+            strides=2,
+            padding="same",
+            use_bias=True,
+            kernel_initializer=kernel_initializer(),
+            name="to_voxels",
+        )
+        # float32 even under mixed precision: losses and samples need it.
+        self.sigmoid = layers.Activation("sigmoid", dtype="float32", name="sigmoid")
+
+    def call(self, features, training=False):
+        x = features
+        for k in range(1, self.num_hidden + 1):
+            x = getattr(self, f"deconv{k}")(x)
+            x = ops.relu(getattr(self, f"bn{k}")(x, training=training))
+        return self.sigmoid(self.to_voxels(x))
+
+
+class VoxelDiscriminator(ConfiguredModel):
+    """DM: an occupancy grid -> named conv features and a real/fake logit.
+
+    Call: `outputs = dm(voxels, training=False)`
+      voxels: [B, R, R, R, 1] float in [0, 1].
+      returns: dict with one entry per conv layer, named by `layer_names`
+        ('conv16_128': [B, 16, 16, 16, c(128)], ...), each taken after the
+        activation, and 'logits': [B, 1] float32.
+    `feature_layer_names` are the last three conv outputs (16^3 x 128,
+    8^3 x 256, 4^3 x 512 at width 1, both resolutions): the shape feature.
+    """
+
+    def __init__(self, config: ModelConfig, name: str = "voxel_discriminator", **kwargs):
+        super().__init__(config, name=name, **kwargs)
+        self.layer_names = dm_layer_names(config)
+        self.feature_layer_names = self.layer_names[-3:]
+        for k, (layer_name, paper_width) in enumerate(
+            zip(self.layer_names, _dm_paper_widths(config))
+        ):
+            first = k == 0
+            setattr(
+                self,
+                layer_name,
+                layers.Conv3D(
+                    channels(paper_width, config),
+                    VOXEL_KERNEL,
+                    strides=2,
+                    padding="same",
+                    # DCGAN practice: no batch norm on the first layer, so it
+                    # keeps its bias; the others' biases would be cancelled.
+                    use_bias=first,
+                    kernel_initializer=kernel_initializer(),
+                    name=layer_name,
+                ),
+            )
+            if not first:
+                setattr(self, f"bn_{layer_name}", batch_norm(f"bn_{layer_name}"))
+        self.flatten = layers.Flatten(name="flatten")
+        self.logits = layers.Dense(
+            1, kernel_initializer=kernel_initializer(), dtype="float32", name="logits"
+        )
+
+    def call(self, voxels, training=False):
+        outputs = {}
+        x = voxels
+        for k, layer_name in enumerate(self.layer_names):
+            x = getattr(self, layer_name)(x)
+            if k > 0:
+                x = getattr(self, f"bn_{layer_name}")(x, training=training)
+            x = discriminator_activation(x, self.model_config)
+            outputs[layer_name] = x
+        outputs["logits"] = self.logits(self.flatten(x))
+        return outputs
