@@ -11,7 +11,6 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import CHAIR_ID, shared_data_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +24,8 @@ from enhancer_gan.voxels.binvox import (
     read_binvox_bytes,
     write_binvox,
 )
+
+CHAIR_ID = "1a6f615e8b1b5ae4dbbc9440457e303e"  # in every sample folder
 
 # Hypothesis tests that take the (constant) `shared_data` path keep the
 # profile's example count; the fixture is safe to share between examples.
@@ -72,18 +73,15 @@ def reference_decode(body: bytes, dim: int) -> np.ndarray:
     return grid
 
 
-_CHAIR32 = None
+_CHAIR32 = {}
 
 
-def chair32_bytes() -> bytes:
+def chair32_bytes(root) -> bytes:
     """The raw 32^3 R2N2 chair file, read once (hypothesis calls this often)."""
-    global _CHAIR32
-    if _CHAIR32 is None:
-        root = shared_data_dir()
-        if root is None:
-            pytest.skip("real-data samples not found")
-        _CHAIR32 = (root / "ShapeNetVox32" / "03001627" / CHAIR_ID / "model.binvox").read_bytes()
-    return _CHAIR32
+    if root not in _CHAIR32:
+        path = root / "ShapeNetVox32" / "03001627" / CHAIR_ID / "model.binvox"
+        _CHAIR32[root] = path.read_bytes()
+    return _CHAIR32[root]
 
 
 # ---------------------------------------------------------------- real files
@@ -301,7 +299,7 @@ def test_property_random_runs(runs, dim):
     ),
 )
 def test_property_corrupted_real_file(shared_data, edits, cut, insert):
-    raw = bytearray(chair32_bytes())
+    raw = bytearray(chair32_bytes(shared_data))
     for pos, value in edits:
         raw[pos % len(raw)] = value
     if insert is not None:
@@ -313,7 +311,7 @@ def test_property_corrupted_real_file(shared_data, edits, cut, insert):
 
 
 def test_every_truncation_of_a_real_file_is_refused(shared_data):
-    raw = chair32_bytes()
+    raw = chair32_bytes(shared_data)
     for end in range(len(raw)):
         with pytest.raises(BinvoxError, match="chair.binvox"):
             read_binvox_bytes(raw[:end], name="chair.binvox")
