@@ -1,0 +1,12 @@
+"""Evaluation of features and generators (numpy, scikit-learn, matplotlib only).
+
+Modules (import them directly; this package imports nothing heavy):
+  classification: linear-SVM classification through a precomputed Gram
+    matrix, C chosen by cross-validation on the train split (Table 1).
+  retrieval: retrieval mean average precision and precision-recall curves
+    by Euclidean feature distance (Table 2, Figure 4).
+  generation_metrics: COV, MMD and 1-NNA under the IoU distance, and
+    occupancy statistics, of generated against real voxel grids.
+  plots: confusion matrices, PR curves and per-class accuracy as PNG files,
+    written atomically.
+"""

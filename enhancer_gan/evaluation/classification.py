@@ -1,0 +1,622 @@
+"""Linear-SVM shape classification on fixed features (the paper's Table 1).
+
+The paper trains "a linear SVM" on 57,344-d discriminator features of the
+ModelNet training split and reports accuracy on the test split. With
+n (<= 9,843) much smaller than d, the fast way to train a linear SVM is in
+kernel space: the Gram matrix K = Z Z^T of the standardised features Z and
+`sklearn.svm.SVC(kernel="precomputed")` (libsvm). That is the same
+optimisation problem as `SVC(kernel="linear")` on Z, only with the kernel
+computed once by BLAS instead of per pair inside libsvm (SPEC.md, "Measured
+here": liblinear's `LinearSVC` did not finish on 3,991 x 57,344 in 25 minutes;
+the Gram-matrix route takes seconds).
+
+Multi-class: SVC trains one binary SVM per pair of classes (one-vs-one,
+k(k-1)/2 machines) and predicts by majority vote; ties go to the lowest class
+index (libsvm's rule). The small-d `method="primal"` path uses liblinear's
+`LinearSVC` (hinge loss, one-vs-rest) and exists to cross-check the kernel path
+in tests; it is not meant for 57,344-d features.
+
+Model selection: C is chosen by stratified k-fold cross-validation on the
+TRAIN split only (sub-blocks of the same precomputed K); the test features are
+touched only after C is fixed. The standardisation statistics are computed on
+the whole train split before cross-validation; they use no labels, so this
+does not leak label information into the choice of C.
+
+Memory: the features are never copied whole. Standardisation and the kernels
+are computed over blocks of feature COLUMNS, K = sum_c Z[:, c] Z[:, c]^T, with
+float32 products accumulated in float64, so the extra memory is one column
+block plus the n x n kernel (9,843^2 float64 = 775 MB for ModelNet40).
+
+This module must not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+from sklearn.svm import SVC, LinearSVC
+
+from enhancer_gan.errors import ConfigError, DataError
+
+DEFAULT_C_VALUES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+# Size of one float32 column block of the features while building kernels.
+_DEFAULT_BLOCK_BYTES = 256 * 2**20
+
+
+@dataclasses.dataclass(frozen=True)
+class Standardizer:
+    """Per-feature affine map z = (x - mean) * inv_scale, fitted on train only.
+
+    Attributes:
+      mean: [D] float32, the train mean of every feature.
+      inv_scale: [D] float32, 1 / (train standard deviation); 0 for features
+        that are constant on the train split, so they become 0 everywhere
+        (they carry no information a linear SVM trained on train could use,
+        and a test value far from the constant must not blow up the kernel).
+    """
+
+    mean: np.ndarray
+    inv_scale: np.ndarray
+
+    @property
+    def num_constant(self) -> int:
+        """Number of features that are constant on the train split."""
+        return int(np.count_nonzero(self.inv_scale == 0))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Args: x: [N, D] float. Returns: [N, D] float32 standardised copy."""
+        x = np.asarray(x, dtype=np.float32)
+        return (x - self.mean) * self.inv_scale
+
+
+def check_features(x: Any, name: str) -> np.ndarray:
+    """Checks that `x` is a non-empty [N, D] real array; no copy when possible."""
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise DataError(None, f"{name} must be a non-empty [N, D] array, got shape {x.shape}")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise DataError(None, f"{name} must be numeric, got dtype {x.dtype}")
+    return x
+
+
+def check_labels(y: Any, n: int, name: str) -> np.ndarray:
+    """Checks that `y` is [n] integer class labels. Returns: [n] int64."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise DataError(None, f"{name} must have shape [{n}] (one label per row), got {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if (
+            np.issubdtype(y.dtype, np.floating)
+            and np.all(np.isfinite(y))
+            and np.all(y == np.round(y))
+        ):
+            return y.astype(np.int64)
+        raise DataError(None, f"{name} must hold integer class labels, got dtype {y.dtype}")
+    return y.astype(np.int64, copy=False)
+
+
+def _column_blocks(num_rows: int, num_cols: int, block_bytes: int) -> list[slice]:
+    """Column slices such that one float32 [num_rows, width] block fits `block_bytes`."""
+    width = max(1, block_bytes // (4 * max(num_rows, 1)))
+    return [slice(c, min(c + width, num_cols)) for c in range(0, num_cols, width)]
+
+
+def fit_standardizer(
+    x: np.ndarray, *, block_bytes: int = _DEFAULT_BLOCK_BYTES, name: str = "train_x"
+) -> Standardizer:
+    """Fits per-feature mean and standard deviation in float64, column block by block.
+
+    Args:
+      x: [N, D] float features (train split only).
+      block_bytes: memory of one float32 column block.
+      name: what to call `x` in error messages.
+
+    Returns:
+      the fitted `Standardizer`.
+
+    Raises:
+      DataError: `x` holds NaN or infinity.
+    """
+    x = check_features(x, name)
+    n, d = x.shape
+    mean = np.empty(d, np.float64)
+    std = np.empty(d, np.float64)
+    for cols in _column_blocks(n, d, block_bytes // 2):  # the block is float64 here
+        block = x[:, cols].astype(np.float64)
+        mean[cols] = block.mean(axis=0)
+        std[cols] = block.std(axis=0)  # two-pass: no cancellation
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+        bad = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))
+        raise DataError(
+            None, f"{name} holds NaN or infinity in feature column(s) {bad[:10].tolist()}"
+        )
+    # A column whose spread is below float32 resolution of its value is constant.
+    constant = std <= 1e-6 * np.abs(mean)
+    inv_scale = np.where(constant, 0.0, 1.0 / np.where(constant, 1.0, std))
+    return Standardizer(mean=mean.astype(np.float32), inv_scale=inv_scale.astype(np.float32))
+
+
+def linear_kernel(
+    a: np.ndarray,
+    b: np.ndarray | None = None,
+    *,
+    standardizer: Standardizer | None = None,
+    center: np.ndarray | None = None,
+    block_bytes: int = _DEFAULT_BLOCK_BYTES,
+    b_rows: np.ndarray | None = None,
+    names: tuple[str, str] = ("a", "b"),
+) -> np.ndarray:
+    """Linear kernel between (optionally standardised or centred) feature sets.
+
+    K[i, j] = <z(a_i), z(b_j)>, z the standardiser's map, or x - center, or
+    the identity. The sum over features runs in column blocks: each block is
+    transformed once, multiplied in float32 (BLAS; `a @ a.T` becomes a
+    symmetric rank-k update when b is None) and added to a float64 total.
+
+    Args:
+      a: [N, D] features.
+      b: [M, D] features, or None for the symmetric K(a, a).
+      standardizer: applied to both sides; exclusive with `center`.
+      center: [D] subtracted from both sides (a translation that changes no
+        distance but avoids cancellation in ||a||^2 + ||b||^2 - 2ab).
+      block_bytes: memory of one float32 column block of `a` (and of `b`).
+      b_rows: [M'] int, use only these rows of `b` (read block by block, so
+        the selection is never copied whole).
+      names: what to call a and b in error messages.
+
+    Returns:
+      [N, M] (or [N, M'] with b_rows, or [N, N]) float64.
+
+    Raises:
+      DataError: shapes disagree, or the features hold NaN or infinity.
+    """
+    if standardizer is not None and center is not None:
+        raise ConfigError("linear_kernel: give a standardizer or a center, not both")
+    a = check_features(a, names[0])
+    if b is not None:
+        b = check_features(b, names[1])
+        if b.shape[1] != a.shape[1]:
+            raise DataError(
+                None,
+                f"{names[1]} has {b.shape[1]} features per row but {names[0]} has {a.shape[1]}",
+            )
+    d = a.shape[1]
+    for vec in (standardizer.mean if standardizer else None, center):
+        if vec is not None and np.shape(vec) != (d,):
+            raise DataError(
+                None, f"the standardizer/center has shape {np.shape(vec)}, expected ({d},)"
+            )
+    if b_rows is not None and b is None:
+        raise ConfigError("linear_kernel: b_rows needs b")
+    num_b = 0 if b is None else (b.shape[0] if b_rows is None else len(b_rows))
+    out = np.zeros((a.shape[0], a.shape[0] if b is None else num_b), np.float64)
+
+    def transform(x: np.ndarray, cols: slice, rows: np.ndarray | None = None) -> np.ndarray:
+        block = np.asarray(x[:, cols] if rows is None else x[rows, cols], dtype=np.float32)
+        if standardizer is not None:
+            return (block - standardizer.mean[cols]) * standardizer.inv_scale[cols]
+        if center is not None:
+            return block - np.asarray(center[cols], np.float32)
+        return np.ascontiguousarray(block)
+
+    for cols in _column_blocks(a.shape[0] + num_b, d, block_bytes):
+        za = transform(a, cols)
+        out += za @ (za.T if b is None else transform(b, cols, b_rows).T)
+    if not np.all(np.isfinite(out)):
+        which = names[0] if b is None else f"{names[0]} or {names[1]}"
+        raise DataError(None, f"{which} holds NaN or infinity (the kernel is not finite)")
+    return out
+
+
+@dataclasses.dataclass
+class LinearSVMResult:
+    """A fitted linear SVM with the statistics needed to apply it.
+
+    Attributes:
+      model: the fitted `SVC(kernel="precomputed")` or `LinearSVC`.
+      method: 'kernel' or 'primal'.
+      c: the chosen regularisation constant C.
+      cv_scores: C -> per-fold validation accuracies (empty when only one C
+        was given, so nothing was cross-validated).
+      standardizer: the train-split standardiser, or None.
+      classes: [K] int64, the sorted train labels.
+      timings: seconds spent per stage ('standardize', 'kernel', 'cv', 'fit').
+      num_train: N, num_features: D of the train split.
+      train_x: [N, D] the caller's train features, referenced (not copied) by
+        the kernel path to compute test kernels against the support vectors;
+        do not modify it while this result is in use.
+    """
+
+    model: SVC | LinearSVC
+    method: str
+    c: float
+    cv_scores: dict[float, tuple[float, ...]]
+    standardizer: Standardizer | None
+    classes: np.ndarray
+    timings: dict[str, float]
+    num_train: int
+    num_features: int
+    train_x: np.ndarray | None = None
+    block_bytes: int = _DEFAULT_BLOCK_BYTES
+
+    @property
+    def fit_seconds(self) -> float:
+        return float(sum(self.timings.values()))
+
+    def test_kernel(self, test_x: np.ndarray) -> np.ndarray:
+        """K(test, train) with only the support-vector columns filled.
+
+        SVC's decision function reads only the columns of its support
+        vectors, so the others stay 0 and are never computed.
+
+        Args: test_x: [M, D]. Returns: [M, N_train] float64.
+        """
+        assert self.train_x is not None
+        support = self.model.support_
+        k = np.zeros((np.shape(test_x)[0], self.train_x.shape[0]), np.float64)
+        k[:, support] = linear_kernel(
+            test_x,
+            self.train_x,
+            b_rows=None if support.size == self.train_x.shape[0] else support,
+            standardizer=self.standardizer,
+            block_bytes=self.block_bytes,
+            names=("test_x", "train_x"),
+        )
+        return k
+
+    def decision_function(self, test_x: np.ndarray) -> np.ndarray:
+        """Args: test_x: [M, D]. Returns: sklearn's decision values for the rows."""
+        test_x = self._check_test(test_x)
+        if self.method == "kernel":
+            return self.model.decision_function(self.test_kernel(test_x))
+        return self.model.decision_function(self._primal_features(test_x))
+
+    def predict(self, test_x: np.ndarray) -> np.ndarray:
+        """Args: test_x: [M, D] features. Returns: [M] int64 predicted labels."""
+        test_x = self._check_test(test_x)
+        if self.method == "kernel":
+            pred = self.model.predict(self.test_kernel(test_x))
+        else:
+            pred = self.model.predict(self._primal_features(test_x))
+        return np.asarray(pred, np.int64)
+
+    def _check_test(self, test_x: np.ndarray) -> np.ndarray:
+        test_x = check_features(test_x, "test_x")
+        if test_x.shape[1] != self.num_features:
+            raise DataError(
+                None,
+                f"test_x has {test_x.shape[1]} features per row, train_x had {self.num_features}",
+            )
+        return test_x
+
+    def _primal_features(self, x: np.ndarray) -> np.ndarray:
+        z = self.standardizer.transform(x) if self.standardizer else np.asarray(x, np.float64)
+        if not np.all(np.isfinite(z)):
+            raise DataError(None, "test_x holds NaN or infinity")
+        return z
+
+
+def _check_c_values(c_values: Sequence[float], cv_folds: int) -> tuple[float, ...]:
+    c_values = tuple(float(c) for c in c_values)
+    if not c_values:
+        raise ConfigError("c_values must name at least one C")
+    if any(not np.isfinite(c) or c <= 0 for c in c_values):
+        raise ConfigError(f"every C must be a positive finite number, got {c_values}")
+    if len(set(c_values)) != len(c_values):
+        raise ConfigError(f"c_values has duplicates: {c_values}")
+    if cv_folds < 2:
+        raise ConfigError(f"cv_folds must be at least 2, got {cv_folds}")
+    return c_values
+
+
+def _make_model(method: str, c: float, seed: int, max_iter: int) -> SVC | LinearSVC:
+    if method == "kernel":
+        return SVC(kernel="precomputed", C=c, cache_size=1000)
+    return LinearSVC(C=c, loss="hinge", dual=True, max_iter=max_iter, random_state=seed)
+
+
+def _select_c(
+    method: str,
+    c_values: tuple[float, ...],
+    labels: np.ndarray,
+    cv_folds: int,
+    seed: int,
+    max_iter: int,
+    kernel: np.ndarray | None,
+    features: np.ndarray | None,
+) -> tuple[float, dict[float, tuple[float, ...]]]:
+    """Stratified k-fold CV over the train split. Ties go to the smaller C."""
+    counts = np.bincount(np.unique(labels, return_inverse=True)[1])
+    if counts.min() < cv_folds:
+        raise DataError(
+            None,
+            f"train_y: the rarest class has {counts.min()} example(s), fewer than "
+            f"cv_folds={cv_folds}; lower cv_folds or pass a single C",
+        )
+    folds = list(
+        StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=seed).split(
+            np.zeros(len(labels)), labels
+        )
+    )
+    scores: dict[float, tuple[float, ...]] = {}
+    for c in c_values:
+        fold_acc = []
+        for train_idx, val_idx in folds:
+            model = _make_model(method, c, seed, max_iter)
+            if method == "kernel":
+                model.fit(kernel[np.ix_(train_idx, train_idx)], labels[train_idx])
+                pred = model.predict(kernel[np.ix_(val_idx, train_idx)])
+            else:
+                model.fit(features[train_idx], labels[train_idx])
+                pred = model.predict(features[val_idx])
+            fold_acc.append(float(np.mean(pred == labels[val_idx])))
+        scores[c] = tuple(fold_acc)
+    best = max(np.mean(scores[c]) for c in c_values)
+    chosen = min(c for c in c_values if np.mean(scores[c]) == best)
+    return chosen, scores
+
+
+def fit_linear_svm(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    c_values: Sequence[float] = DEFAULT_C_VALUES,
+    cv_folds: int = 3,
+    seed: int = 0,
+    standardize: bool = True,
+    *,
+    method: str = "kernel",
+    max_iter: int = 20_000,
+    block_bytes: int = _DEFAULT_BLOCK_BYTES,
+) -> LinearSVMResult:
+    """Fits a linear SVM on train features, choosing C by cross-validation.
+
+    Args:
+      train_x: [N, D] float features of the train split (float32 keeps the
+        kernel's column blocks smallest; other dtypes are converted per block).
+      train_y: [N] int class labels.
+      c_values: candidate C values; with one value there is no CV.
+      cv_folds: k of the stratified k-fold CV on the train split.
+      seed: shuffles the CV folds (and seeds liblinear for 'primal').
+      standardize: standardise each feature with train mean/std first.
+      method: 'kernel' (precomputed Gram matrix, libsvm one-vs-one; for any D)
+        or 'primal' (liblinear `LinearSVC`, hinge loss, one-vs-rest; small D
+        only, used to cross-check the kernel path).
+      max_iter: liblinear's iteration cap ('primal' only).
+      block_bytes: memory of one float32 column block while building kernels.
+
+    Returns:
+      a `LinearSVMResult` refit on the whole train split with the chosen C.
+
+    Raises:
+      ConfigError: bad C values, folds or method.
+      DataError: malformed features or labels, NaN/inf, fewer than two
+        classes, or a class too rare for `cv_folds`.
+    """
+    if method not in ("kernel", "primal"):
+        raise ConfigError(f"method must be 'kernel' or 'primal', got {method!r}")
+    c_values = _check_c_values(c_values, cv_folds)
+    train_x = check_features(train_x, "train_x")
+    train_y = check_labels(train_y, train_x.shape[0], "train_y")
+    classes = np.unique(train_y)
+    if classes.size < 2:
+        raise DataError(None, f"train_y must hold at least two classes, got {classes.tolist()}")
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    if standardize:
+        standardizer = fit_standardizer(train_x, block_bytes=block_bytes)
+    else:
+        standardizer = None
+        if method == "primal" and not np.all(np.isfinite(train_x)):
+            raise DataError(None, "train_x holds NaN or infinity")
+    timings["standardize"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    kernel = features = None
+    if method == "kernel":
+        kernel = linear_kernel(
+            train_x, standardizer=standardizer, block_bytes=block_bytes, names=("train_x", "")
+        )
+    else:
+        features = (
+            standardizer.transform(train_x) if standardizer else np.asarray(train_x, np.float64)
+        )
+    timings["kernel"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    if len(c_values) == 1:
+        chosen, scores = c_values[0], {}
+    else:
+        chosen, scores = _select_c(
+            method, c_values, train_y, cv_folds, seed, max_iter, kernel, features
+        )
+    timings["cv"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    model = _make_model(method, chosen, seed, max_iter)
+    model.fit(kernel if method == "kernel" else features, train_y)
+    timings["fit"] = time.perf_counter() - start
+    return LinearSVMResult(
+        model=model,
+        method=method,
+        c=chosen,
+        cv_scores=scores,
+        standardizer=standardizer,
+        classes=classes,
+        timings=timings,
+        num_train=int(train_x.shape[0]),
+        num_features=int(train_x.shape[1]),
+        train_x=train_x if method == "kernel" else None,
+        block_bytes=block_bytes,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationReport:
+    """Test-split results of a linear SVM.
+
+    Attributes:
+      accuracy: fraction of test examples classified correctly (Table 1).
+      mean_class_accuracy: mean of `per_class_accuracy` (ModelNet's other
+        customary number).
+      per_class_accuracy: [K] float64, recall of each class in `classes`
+        (NaN for a class without test examples).
+      classes: [K] int64, sorted train labels.
+      confusion: [K, K] int64, rows = true class, columns = predicted class.
+      predictions: [M] int64 predicted labels of the test rows.
+      chosen_c: the C picked by cross-validation.
+      cv_scores: C -> per-fold validation accuracies on the train split.
+      method: 'kernel' or 'primal'.
+      fit_seconds: standardisation + kernel + CV + final fit.
+      predict_seconds: test kernel + prediction.
+      timings: per-stage seconds of the fit.
+      num_train, num_test, num_features: sizes.
+      class_names: optional names, one per class.
+    """
+
+    accuracy: float
+    mean_class_accuracy: float
+    per_class_accuracy: np.ndarray
+    classes: np.ndarray
+    confusion: np.ndarray
+    predictions: np.ndarray
+    chosen_c: float
+    cv_scores: dict[float, tuple[float, ...]]
+    method: str
+    fit_seconds: float
+    predict_seconds: float
+    timings: dict[str, float]
+    num_train: int
+    num_test: int
+    num_features: int
+    class_names: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (no predictions)."""
+        return {
+            "accuracy": self.accuracy,
+            "mean_class_accuracy": self.mean_class_accuracy,
+            "per_class_accuracy": [
+                None if np.isnan(v) else float(v) for v in self.per_class_accuracy
+            ],
+            "classes": self.classes.tolist(),
+            "class_names": list(self.class_names),
+            "confusion": self.confusion.tolist(),
+            "chosen_c": self.chosen_c,
+            "cv_scores": {repr(c): list(s) for c, s in self.cv_scores.items()},
+            "cv_mean": {repr(c): float(np.mean(s)) for c, s in self.cv_scores.items()},
+            "method": self.method,
+            "fit_seconds": self.fit_seconds,
+            "predict_seconds": self.predict_seconds,
+            "timings": dict(self.timings),
+            "num_train": self.num_train,
+            "num_test": self.num_test,
+            "num_features": self.num_features,
+        }
+
+
+def evaluate(
+    result: LinearSVMResult,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    class_names: Sequence[str] = (),
+) -> ClassificationReport:
+    """Applies a fitted SVM to the test split.
+
+    Args:
+      result: from `fit_linear_svm`.
+      test_x: [M, D] test features.
+      test_y: [M] int test labels, all of them seen in training.
+      class_names: optional, one name per class in `result.classes`.
+
+    Returns:
+      a `ClassificationReport`.
+    """
+    test_x = check_features(test_x, "test_x")
+    test_y = check_labels(test_y, test_x.shape[0], "test_y")
+    unseen = np.setdiff1d(np.unique(test_y), result.classes)
+    if unseen.size:
+        raise DataError(None, f"test_y holds classes never seen in training: {unseen.tolist()}")
+    if class_names and len(class_names) != result.classes.size:
+        raise ConfigError(f"{len(class_names)} class names given for {result.classes.size} classes")
+    start = time.perf_counter()
+    pred = result.predict(test_x)
+    predict_seconds = time.perf_counter() - start
+
+    k = result.classes.size
+    true_idx = np.searchsorted(result.classes, test_y)
+    pred_idx = np.searchsorted(result.classes, pred)
+    confusion = np.zeros((k, k), np.int64)
+    np.add.at(confusion, (true_idx, pred_idx), 1)
+    support = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan)
+    return ClassificationReport(
+        accuracy=float(np.mean(pred == test_y)),
+        mean_class_accuracy=float(np.nanmean(per_class)),
+        per_class_accuracy=per_class,
+        classes=result.classes,
+        confusion=confusion,
+        predictions=pred,
+        chosen_c=result.c,
+        cv_scores=result.cv_scores,
+        method=result.method,
+        fit_seconds=result.fit_seconds,
+        predict_seconds=predict_seconds,
+        timings=dict(result.timings),
+        num_train=result.num_train,
+        num_test=int(test_x.shape[0]),
+        num_features=result.num_features,
+        class_names=tuple(class_names),
+    )
+
+
+def classify(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    c_values: Sequence[float] = DEFAULT_C_VALUES,
+    cv_folds: int = 3,
+    seed: int = 0,
+    standardize: bool = True,
+    *,
+    method: str = "kernel",
+    class_names: Sequence[str] = (),
+    max_iter: int = 20_000,
+    block_bytes: int = _DEFAULT_BLOCK_BYTES,
+) -> ClassificationReport:
+    """Fits on train (C by CV on train only), then reports on test.
+
+    Args: as `fit_linear_svm` and `evaluate`; test_x: [M, D], test_y: [M].
+
+    Returns:
+      a `ClassificationReport`.
+    """
+    # Check the test split before the (long) fit, not after it.
+    test_x = check_features(test_x, "test_x")
+    train_x = check_features(train_x, "train_x")
+    if test_x.shape[1] != train_x.shape[1]:
+        raise DataError(
+            None,
+            f"test_x has {test_x.shape[1]} features per row, train_x has {train_x.shape[1]}",
+        )
+    check_labels(test_y, test_x.shape[0], "test_y")
+    result = fit_linear_svm(
+        train_x,
+        train_y,
+        c_values,
+        cv_folds,
+        seed,
+        standardize,
+        method=method,
+        max_iter=max_iter,
+        block_bytes=block_bytes,
+    )
+    return evaluate(result, test_x, test_y, class_names)
