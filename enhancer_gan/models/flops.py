@@ -49,21 +49,22 @@ def layer_macs(layer: keras.Layer) -> int:
       ConfigError: if the layer is not built, or has weights of a kind this
         model does not know how to count (so nothing is silently left out).
     """
-    if not layer.weights or isinstance(layer, _FREE):
+    if isinstance(layer, _FREE):
         return 0
-    build = layer.get_build_config() or {}
-    input_shape = build.get("input_shape")
-    if input_shape is None:
+    if not isinstance(layer, (keras.layers.Dense, *_CONVS, *_TRANSPOSED)):
+        if layer.weights:
+            raise ConfigError(f"cannot count MACs of layer {layer.name!r} ({type(layer).__name__})")
+        return 0
+    input_shape = (layer.get_build_config() or {}).get("input_shape")
+    if not layer.built or input_shape is None:
         raise ConfigError(f"layer {layer.name!r} is not built; build the model before counting")
     kernel = math.prod(layer.kernel.shape)
-    if isinstance(layer, keras.layers.Dense):
-        return math.prod(input_shape[1:-1]) * kernel
-    if isinstance(layer, _TRANSPOSED):
-        return math.prod(input_shape[1:-1]) * kernel
     if isinstance(layer, _CONVS):
         output_shape = layer.compute_output_shape(input_shape)
         return math.prod(output_shape[1:-1]) * kernel
-    raise ConfigError(f"cannot count MACs of layer {layer.name!r} ({type(layer).__name__})")
+    # Dense runs once per position of all but the last axis; a transposed
+    # convolution scatters one full kernel per input position.
+    return math.prod(input_shape[1:-1]) * kernel
 
 
 def forward_macs(model: keras.Model) -> int:

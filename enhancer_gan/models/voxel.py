@@ -60,8 +60,12 @@ def kernel_initializer() -> keras.initializers.Initializer:
 
 def batch_norm(name: str) -> layers.BatchNormalization:
     """Batch norm over the channel axis with DCGAN's gamma ~ N(1, 0.02)."""
+    # synchronized: under a multi-device tf.distribute strategy the batch
+    # statistics are those of the global batch, so N devices train exactly
+    # like one; on a single device it is plain batch norm.
     return layers.BatchNormalization(
         axis=-1,
+        synchronized=True,
         gamma_initializer=keras.initializers.RandomNormal(mean=1.0, stddev=0.02),
         name=name,
     )
