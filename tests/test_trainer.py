@@ -1,0 +1,134 @@
+"""The joint train step: update ratio, what each update changes, distribution."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from enhancer_gan.data.pipeline import make_pair_dataset
+from enhancer_gan.training.trainer import GanTrainer
+from tests.helpers import tiny_model_config, tiny_source, tiny_train_config
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _batch(tmp_path, batch_size=2, image_size=32, **kw):
+    source, _ = tiny_source(str(tmp_path), n=4, res=32, views=2)
+    return next(iter(make_pair_dataset(source, batch_size, image_size=image_size, **kw)))
+
+
+def _snapshot(model):
+    return [v.numpy().copy() for v in model.trainable_variables]
+
+
+def _changed(before, model):
+    return any(not np.array_equal(a, v.numpy()) for a, v in zip(before, model.trainable_variables))
+
+
+@pytest.mark.parametrize("use_enhancer", [True, False])
+def test_generators_step_twice_per_discriminator_step(tmp_path, use_enhancer):
+    trainer = GanTrainer(tiny_model_config(use_enhancer=use_enhancer), tiny_train_config())
+    batch = _batch(tmp_path)
+    nets = trainer.networks
+    before = {
+        n: _snapshot(m) for n, m in [("gm", nets.voxel_generator), ("dm", nets.voxel_discriminator)]
+    }
+    for _ in range(3):
+        out = trainer.train_step(batch)
+    for d in trainer.discriminator_names:
+        assert int(trainer.optimizers[d].iterations) == 3
+    for g in trainer.generator_names:
+        assert int(trainer.optimizers[g].iterations) == 2 * 3
+    assert int(trainer.step) == 3
+    assert all(np.isfinite(float(v)) for v in out.values())
+    assert _changed(before["gm"], nets.voxel_generator)
+    assert _changed(before["dm"], nets.voxel_discriminator)
+    assert ("loss/enhancer_generator" in out) == use_enhancer
+
+
+def test_generator_ratio_is_configurable(tmp_path):
+    trainer = GanTrainer(
+        tiny_model_config(), tiny_train_config(generator_steps_per_discriminator_step=3)
+    )
+    trainer.train_step(_batch(tmp_path, num_noise=4))
+    assert int(trainer.optimizers["voxel_generator"].iterations) == 3
+    assert int(trainer.optimizers["voxel_discriminator"].iterations) == 1
+
+
+@pytest.mark.parametrize("layer", [1, 2, 3])
+def test_voxel_loss_reaches_enhancer_generator(tmp_path, layer):
+    """LM's gradient flows into GE's layers up to i (paper eq. 4), not beyond."""
+    import tensorflow as tf
+
+    from enhancer_gan.training import losses
+
+    trainer = GanTrainer(tiny_model_config(enhancer_layer=layer), tiny_train_config())
+    z = tf.random.uniform([2, 100], -1, 1, seed=1)
+    ge = trainer.networks.enhancer_generator
+    with tf.GradientTape() as tape:
+        voxels, _ = trainer.generate(z, training=True)
+        logits = trainer.networks.voxel_discriminator(voxels, training=True)["logits"]
+        loss = tf.reduce_mean(losses.generator_loss(logits))
+    grads = tape.gradient(loss, ge.trainable_variables)
+    named = {v.path: g for v, g in zip(ge.trainable_variables, grads)}
+    first = [k for k in named if "dense" in k.lower() or "layer1" in k.lower()]
+    assert first, f"no first-layer variable among {list(named)}"
+    assert all(named[k] is not None and float(tf.reduce_max(tf.abs(named[k]))) > 0 for k in first)
+    # The image head (after layer i) gets no gradient from the voxel loss.
+    last = ge.trainable_variables[-1]
+    assert named[last.path] is None
+
+
+def test_minimax_generator_loss_is_negative(tmp_path):
+    trainer = GanTrainer(tiny_model_config(), tiny_train_config(generator_loss="minimax"))
+    out = trainer.train_step(_batch(tmp_path))
+    assert float(out["loss/voxel_generator"]) < 0
+
+
+def test_two_device_step_matches_one_device_step(tmp_path):
+    """MirroredStrategy on 2 logical CPUs == default strategy, same global batch."""
+    script = textwrap.dedent(
+        f"""
+        import sys, numpy as np, tensorflow as tf
+        sys.path.insert(0, {str(ROOT)!r})
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from enhancer_gan.data.pipeline import make_pair_dataset
+        from enhancer_gan.training.trainer import GanTrainer
+        from tests.helpers import tiny_model_config, tiny_source, tiny_train_config
+        source, _ = tiny_source({str(tmp_path)!r}, n=4, res=32, views=2)
+        results = []
+        for strategy in (tf.distribute.get_strategy(),
+                         tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+            tf.keras.utils.set_random_seed(0)
+            with strategy.scope():
+                trainer = GanTrainer(tiny_model_config(), tiny_train_config(batch_size=4))
+            ds = make_pair_dataset(source, 4, image_size=32, seed=0)
+            it = iter(strategy.experimental_distribute_dataset(ds))
+            for _ in range(2):
+                out = trainer.train_step(next(it))
+            results.append(([float(out[k]) for k in sorted(out)],
+                            [v.numpy() for v in trainer.networks.voxel_discriminator.weights]))
+            print(strategy.num_replicas_in_sync, results[-1][0])
+        (l1, w1), (l2, w2) = results
+        np.testing.assert_allclose(l1, l2, rtol=2e-4, atol=2e-5)
+        for a, b in zip(w1, w2):
+            np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)
+        print("MATCH")
+        """
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(ROOT),
+        timeout=300,
+    )
+    assert "MATCH" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
