@@ -1,0 +1,351 @@
+"""Index of ShapeNet data on disk (3D-R2N2 and ShapeNetCore v2 layouts) and grid loading.
+
+Layouts:
+
+  * 3D-R2N2: `<vox_root>/<synset>/<model_id>/model.binvox` (32^3) and
+    `<render_root>/<synset>/<model_id>/rendering/NN.png` with
+    `renderings.txt` (the views' names) and `rendering_metadata.txt`.
+  * ShapeNetCore v2: `<root>/<synset>/<model_id>/models/model_normalized.solid.binvox`
+    (128^3), no renders.
+
+The index only lists what is on disk: every path is built from directory
+listings under the given roots and checked with `os.path.realpath` to stay
+inside them, so a symlink or a crafted name cannot lead the reader elsewhere.
+Models that lack their grid or their views are counted and left out, never a
+crash; a malformed `renderings.txt` is reported the same way. Grids are
+decoded only by `load_grid`, so indexing a large data set is cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from enhancer_gan.config import SHAPENET_SYNSETS
+from enhancer_gan.data.records import ShapeRecord, label_map
+from enhancer_gan.data.renders import parse_renderings_list
+from enhancer_gan.errors import ConfigError, DataError
+from enhancer_gan.voxels.binvox import read_binvox
+from enhancer_gan.voxels.grid import downsample, to_canonical
+
+R2N2_VOXEL_FILE = "model.binvox"
+R2N2_RENDER_DIR = "rendering"
+R2N2_RENDER_LIST = "renderings.txt"
+V2_VOXEL_FILE = os.path.join("models", "model_normalized.solid.binvox")
+
+_SYNSET_TO_NAME = {synset: name for name, synset in SHAPENET_SYNSETS.items()}
+_VIEW_NUMBER = re.compile(r"(\d+)\.png", re.IGNORECASE)
+
+
+@dataclasses.dataclass
+class IndexResult:
+    """What an index found and what it left out.
+
+    Attributes:
+      records: the usable models, sorted by (category, model id).
+      missing_renders: ids of models with a grid but no usable views (no
+        rendering folder, or none of the listed views exists).
+      missing_voxels: ids of models with views (r2n2) or a model folder (v2)
+        but no grid file.
+      rejected: 'path: reason' for entries refused outright (a link leading
+        out of the root, an unreadable renderings.txt).
+      root: the root that was indexed (the voxel root for r2n2).
+    """
+
+    records: list[ShapeRecord]
+    missing_renders: list[str] = dataclasses.field(default_factory=list)
+    missing_voxels: list[str] = dataclasses.field(default_factory=list)
+    rejected: list[str] = dataclasses.field(default_factory=list)
+    root: str = ""
+
+    def summary(self) -> str:
+        """One line: counts of what was indexed and what was left out."""
+        per_category: dict[str, int] = {}
+        for r in self.records:
+            per_category[r.category] = per_category.get(r.category, 0) + 1
+        kept = ", ".join(f"{c} {n}" for c, n in sorted(per_category.items()))
+        return (
+            f"{self.root}: {len(self.records)} models ({kept}); left out: "
+            f"{len(self.missing_renders)} without renders, "
+            f"{len(self.missing_voxels)} without voxels, {len(self.rejected)} rejected"
+        )
+
+
+def _inside(path: str, root_real: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root_real or real.startswith(root_real + os.sep)
+
+
+def _list_dirs(folder: str, root_real: str, rejected: list[str]) -> list[str]:
+    """Sorted names of the sub-folders of `folder` that stay inside the root.
+
+    Hidden entries ('.cache', editor files) are skipped; a link that
+    resolves outside the root is reported in `rejected`.
+    """
+    if not os.path.isdir(folder):
+        return []
+    if not _inside(folder, root_real):
+        rejected.append(f"{folder}: leads outside {root_real}")
+        return []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise DataError(folder, f"cannot list folder: {e.strerror or e}") from None
+    names = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if not is_dir:
+            continue
+        if not _inside(entry.path, root_real):
+            rejected.append(f"{entry.path}: leads outside {root_real}")
+            continue
+        names.append(entry.name)
+    return names
+
+
+def _regular_file(path: str, root_real: str, rejected: list[str]) -> bool:
+    """Whether `path` is a file inside the root (a link out is rejected)."""
+    if not os.path.isfile(path):
+        return False
+    if not _inside(path, root_real):
+        rejected.append(f"{path}: leads outside {root_real}")
+        return False
+    return True
+
+
+def _select_synsets(categories: Sequence[str], roots: Sequence[str]) -> dict[str, str]:
+    """{category name: synset}; empty `categories` = every known synset folder under the roots."""
+    unknown = [c for c in categories if c not in SHAPENET_SYNSETS]
+    if unknown:
+        raise ConfigError(
+            f"unknown ShapeNet categor{'y' if len(unknown) == 1 else 'ies'} "
+            f"{', '.join(map(repr, unknown))}; known: {', '.join(SHAPENET_SYNSETS)}"
+        )
+    if categories:
+        return {c: SHAPENET_SYNSETS[c] for c in sorted(set(categories))}
+    found = set()
+    for root in roots:
+        if os.path.isdir(root):
+            found.update(n for n in os.listdir(root) if n in _SYNSET_TO_NAME)
+    return {_SYNSET_TO_NAME[s]: s for s in sorted(found)}
+
+
+def _check_root(root: str) -> str:
+    if not os.path.isdir(root):
+        raise DataError(root, "data folder does not exist")
+    return os.path.realpath(root)
+
+
+def _view_sort_key(name: str) -> tuple[int, str]:
+    match = _VIEW_NUMBER.fullmatch(name)
+    return (int(match.group(1)) if match else 1 << 62, name)
+
+
+def _r2n2_views(render_dir: str, root_real: str, rejected: list[str]) -> tuple[str, ...]:
+    """The existing views of one model listed in its renderings.txt, by view number.
+
+    Without a renderings.txt every `NN.png` in the folder counts (renders
+    made by other tools in the same layout); a malformed one is rejected.
+    """
+    if not os.path.isdir(render_dir):
+        return ()
+    if not _inside(render_dir, root_real):
+        rejected.append(f"{render_dir}: leads outside {root_real}")
+        return ()
+    try:
+        present = {e.name for e in os.scandir(render_dir) if not e.name.startswith(".")}
+    except OSError:
+        return ()
+    if R2N2_RENDER_LIST in present:
+        try:
+            listed = set(parse_renderings_list(os.path.join(render_dir, R2N2_RENDER_LIST)))
+        except DataError as e:
+            rejected.append(str(e))
+            return ()
+    else:
+        listed = {n for n in present if _VIEW_NUMBER.fullmatch(n)}
+    # Names come from the directory listing (never from the text file alone),
+    # so nothing but existing entries of this folder can be returned.
+    names = sorted(listed & present, key=_view_sort_key)
+    paths = []
+    for name in names:
+        path = os.path.join(render_dir, name)
+        if _regular_file(path, root_real, rejected):
+            paths.append(path)
+    return tuple(paths)
+
+
+def _no_records(root: str, selected: dict[str, str], counts: dict[str, int]) -> None:
+    """DataError when a selected category (or all of them) gave no usable model."""
+    if not selected:
+        raise DataError(
+            root, f"no ShapeNet category folders ({', '.join(sorted(_SYNSET_TO_NAME))}) found"
+        )
+    empty = [f"{c} ({selected[c]})" for c in selected if counts.get(c, 0) == 0]
+    if empty:
+        raise DataError(root, f"no usable models for {', '.join(empty)}")
+
+
+def index_r2n2(
+    vox_root: str | os.PathLike,
+    render_root: str | os.PathLike,
+    categories: Sequence[str] = (),
+) -> IndexResult:
+    """Indexes ShapeNetVox32 grids paired with their ShapeNetRendering views.
+
+    Args:
+      vox_root: the `ShapeNetVox32` folder.
+      render_root: the `ShapeNetRendering` folder.
+      categories: names from `config.SHAPENET_SYNSETS`; empty = every known
+        synset folder found under `vox_root`.
+
+    Returns:
+      IndexResult whose records have source 'r2n2', label = index of the
+      category in the alphabetical order of the selected categories, and
+      view_paths sorted by view number. Models with a grid but no views, or
+      views but no grid, are listed in missing_renders / missing_voxels.
+
+    Raises:
+      ConfigError: an unknown category name.
+      DataError: a root does not exist, or a selected category has no usable
+        model (naming the voxel root).
+    """
+    vox_root, render_root = os.fspath(vox_root), os.fspath(render_root)
+    vox_real, render_real = _check_root(vox_root), _check_root(render_root)
+    # Without named categories, the grids decide which exist: a synset with
+    # renders only has nothing to train on.
+    selected = _select_synsets(categories, [vox_root])
+    labels = label_map(selected)
+    result = IndexResult(records=[], root=vox_root)
+    counts: dict[str, int] = {}
+    for category, synset in selected.items():
+        vox_dir = os.path.join(vox_root, synset)
+        render_dir = os.path.join(render_root, synset)
+        with_voxels = set(_list_dirs(vox_dir, vox_real, result.rejected))
+        with_renders = set(_list_dirs(render_dir, render_real, result.rejected))
+        for model_id in sorted(with_voxels | with_renders):
+            voxel_path = os.path.join(vox_dir, model_id, R2N2_VOXEL_FILE)
+            has_voxels = model_id in with_voxels and _regular_file(
+                voxel_path, vox_real, result.rejected
+            )
+            views = ()
+            if model_id in with_renders:
+                views = _r2n2_views(
+                    os.path.join(render_dir, model_id, R2N2_RENDER_DIR),
+                    render_real,
+                    result.rejected,
+                )
+            if not has_voxels:
+                result.missing_voxels.append(model_id)
+                continue
+            if not views:
+                result.missing_renders.append(model_id)
+                continue
+            result.records.append(
+                ShapeRecord(
+                    model_id=model_id,
+                    category=category,
+                    voxel_path=voxel_path,
+                    view_paths=views,
+                    label=labels[category],
+                    source="r2n2",
+                )
+            )
+            counts[category] = counts.get(category, 0) + 1
+    _no_records(vox_root, selected, counts)
+    return result
+
+
+def index_shapenet_v2(root: str | os.PathLike, categories: Sequence[str] = ()) -> IndexResult:
+    """Indexes ShapeNetCore v2 solid grids (no renders in this layout).
+
+    Args:
+      root: the `ShapeNetCore.v2` folder.
+      categories: names from `config.SHAPENET_SYNSETS`; empty = every known
+        synset folder found under the root.
+
+    Returns:
+      IndexResult whose records have source 'shapenet_v2', no view_paths and
+      alphabetical labels; model folders without the solid grid are listed
+      in missing_voxels.
+
+    Raises:
+      ConfigError: an unknown category name.
+      DataError: the root does not exist, or a selected category has no
+        usable model (naming the root).
+    """
+    root = os.fspath(root)
+    root_real = _check_root(root)
+    selected = _select_synsets(categories, [root])
+    labels = label_map(selected)
+    result = IndexResult(records=[], root=root)
+    counts: dict[str, int] = {}
+    for category, synset in selected.items():
+        folder = os.path.join(root, synset)
+        for model_id in _list_dirs(folder, root_real, result.rejected):
+            voxel_path = os.path.join(folder, model_id, V2_VOXEL_FILE)
+            if not _regular_file(voxel_path, root_real, result.rejected):
+                result.missing_voxels.append(model_id)
+                continue
+            result.records.append(
+                ShapeRecord(
+                    model_id=model_id,
+                    category=category,
+                    voxel_path=voxel_path,
+                    label=labels[category],
+                    source="shapenet_v2",
+                )
+            )
+            counts[category] = counts.get(category, 0) + 1
+    _no_records(root, selected, counts)
+    return result
+
+
+def load_grid(record: ShapeRecord, resolution: int) -> np.ndarray:
+    """Reads one record's grid in the canonical frame at `resolution`.
+
+    The transform into the canonical frame runs at the file's own resolution,
+    before pooling (centring a 128^3 grid and then pooling keeps sub-voxel
+    placement that pooling first would lose).
+
+    Args:
+      record: a ShapeRecord from `index_r2n2` / `index_shapenet_v2` (any
+        source `grid.to_canonical` knows).
+      resolution: output side R; the file's side must be a multiple of it.
+
+    Returns:
+      [R, R, R] bool, project order (x, y, z), canonical frame.
+
+    Raises:
+      BinvoxError: the file is missing or malformed.
+      DataError: the file's grid is smaller than R (no upsampling) or its
+        side is not a multiple of R.
+      ConfigError: R is not positive, or the record's source is unknown.
+    """
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)):
+        raise ConfigError(f"resolution must be an integer, got {resolution!r}")
+    if resolution < 1:
+        raise ConfigError(f"resolution must be positive, got {resolution}")
+    vox = read_binvox(record.voxel_path)
+    dim = vox.dim
+    if dim < resolution:
+        raise DataError(
+            record.voxel_path,
+            f"grid is {dim}^3, smaller than the requested {resolution}^3 (refusing to upsample)",
+        )
+    if dim % resolution:
+        raise DataError(
+            record.voxel_path, f"grid is {dim}^3, which does not pool to {resolution}^3"
+        )
+    return downsample(to_canonical(vox.grid, record.source), resolution)

@@ -1,0 +1,276 @@
+"""Tests of the ShapeNet index (3D-R2N2 and ShapeNetCore v2 layouts) and `load_grid`."""
+
+import os
+
+import numpy as np
+import pytest
+
+from enhancer_gan.data.records import ShapeRecord
+from enhancer_gan.data.shapenet import IndexResult, index_r2n2, index_shapenet_v2, load_grid
+from enhancer_gan.errors import BinvoxError, ConfigError, DataError
+from enhancer_gan.voxels.binvox import read_binvox, write_binvox
+from enhancer_gan.voxels.grid import center_occupied, downsample, shapenet_v2_to_canonical
+
+CHAIR_ID = "1a6f615e8b1b5ae4dbbc9440457e303e"  # in every sample folder
+CHAIR, AIRPLANE = "03001627", "02691156"
+
+
+def iou(a, b):
+    return float((a & b).sum() / (a | b).sum())
+
+
+# ---------------------------------------------------------------- real data
+
+
+def test_real_r2n2_index(shared_data):
+    result = index_r2n2(shared_data / "ShapeNetVox32", shared_data / "ShapeNetRendering", ["chair"])
+    assert isinstance(result, IndexResult)
+    assert len(result.records) == 6
+    assert result.missing_renders == [] and result.missing_voxels == [] and result.rejected == []
+    ids = [r.model_id for r in result.records]
+    assert ids == sorted(ids) and CHAIR_ID in ids
+    for record in result.records:
+        assert record.category == "chair" and record.label == 0 and record.source == "r2n2"
+        assert os.path.isfile(record.voxel_path)
+        assert record.voxel_path.endswith(os.path.join(CHAIR, record.model_id, "model.binvox"))
+        names = [os.path.basename(p) for p in record.view_paths]
+        assert names == [f"{i:02d}.png" for i in range(24)]
+        assert all(os.path.isfile(p) for p in record.view_paths)
+    assert result.summary().count("\n") == 0 and "6 models" in result.summary()
+    # Empty categories = every known synset found: the same here.
+    assert index_r2n2(shared_data / "ShapeNetVox32", shared_data / "ShapeNetRendering").records == (
+        result.records
+    )
+
+
+def test_real_v2_index(shared_data):
+    result = index_shapenet_v2(shared_data / "ShapeNetCore.v2", ())
+    assert len(result.records) == 8 and result.missing_voxels == []
+    for record in result.records:
+        assert record.source == "shapenet_v2" and record.view_paths == () and record.label == 0
+        assert record.voxel_path.endswith("model_normalized.solid.binvox")
+
+
+def test_real_load_grid(shared_data):
+    r2n2 = index_r2n2(shared_data / "ShapeNetVox32", shared_data / "ShapeNetRendering", ["chair"])
+    v2 = index_shapenet_v2(shared_data / "ShapeNetCore.v2", ["chair"])
+    for record in r2n2.records:
+        grid = load_grid(record, 32)
+        assert grid.shape == (32,) * 3 and grid.dtype == bool
+        np.testing.assert_array_equal(grid, read_binvox(record.voxel_path).grid)
+        assert load_grid(record, 16).shape == (16,) * 3
+        with pytest.raises(DataError, match="refusing to upsample") as err:
+            load_grid(record, 64)
+        assert record.voxel_path in str(err.value)
+    for record in v2.records:
+        raw = read_binvox(record.voxel_path).grid
+        for resolution in (32, 64, 128):
+            grid = load_grid(record, resolution)
+            assert grid.shape == (resolution,) * 3 and grid.dtype == bool
+        np.testing.assert_array_equal(
+            load_grid(record, 32), downsample(shapenet_v2_to_canonical(raw), 32)
+        )
+    # The same chair from both sources agrees once both are in the canonical frame.
+    (a,) = [r for r in r2n2.records if r.model_id == CHAIR_ID]
+    (b,) = [r for r in v2.records if r.model_id == CHAIR_ID]
+    assert iou(load_grid(a, 32), load_grid(b, 32)) > 0.83
+
+
+# ------------------------------------------------------- synthetic trees
+
+
+def box_grid(dim=8):
+    grid = np.zeros((dim, dim, dim), bool)
+    grid[2:6, 0:7, 3:5] = True
+    return grid
+
+
+def make_r2n2_model(root, synset, model_id, voxels=True, views=(0, 1), listed=None):
+    """One model in the 3D-R2N2 layout under root/ShapeNetVox32 and root/ShapeNetRendering."""
+    if voxels:
+        write_binvox(root / "ShapeNetVox32" / synset / model_id / "model.binvox", box_grid())
+    if views is not None:
+        folder = root / "ShapeNetRendering" / synset / model_id / "rendering"
+        folder.mkdir(parents=True)
+        for v in views:
+            (folder / f"{v:02d}.png").write_bytes(b"png")
+        names = [f"{v:02d}.png" for v in views] if listed is None else listed
+        (folder / "renderings.txt").write_text("".join(n + "\n" for n in names))
+        (folder / "rendering_metadata.txt").write_text("0 25 0 0.8 25\n" * len(names))
+
+
+def r2n2_roots(root):
+    return root / "ShapeNetVox32", root / "ShapeNetRendering"
+
+
+def test_synthetic_tree_counts_and_labels(tmp_path):
+    make_r2n2_model(tmp_path, CHAIR, "c1")
+    make_r2n2_model(tmp_path, CHAIR, "c2", views=None)  # voxels, no renders
+    make_r2n2_model(tmp_path, CHAIR, "c3", voxels=False)  # renders, no voxels
+    make_r2n2_model(tmp_path, CHAIR, "c4", views=())  # empty rendering list
+    make_r2n2_model(tmp_path, AIRPLANE, "a1", views=(3, 1, 12, 2))
+    make_r2n2_model(tmp_path, AIRPLANE, "a2", views=(0,), listed=["00.png", "05.png"])
+    make_r2n2_model(tmp_path, AIRPLANE, "a3", views=(0, 1), listed=["01.png"])
+    (tmp_path / "ShapeNetVox32" / AIRPLANE / "a4").mkdir()  # empty model folder
+    (tmp_path / "ShapeNetVox32" / AIRPLANE / "stray.txt").write_text("not a model")
+    (tmp_path / "ShapeNetVox32" / "99999999").mkdir()  # not a known synset
+    result = index_r2n2(*r2n2_roots(tmp_path), ["chair", "airplane"])
+    by_id = {r.model_id: r for r in result.records}
+    assert sorted(by_id) == ["a1", "a2", "a3", "c1"]
+    assert sorted(result.missing_renders) == ["c2", "c4"]
+    assert sorted(result.missing_voxels) == ["a4", "c3"]
+    # Labels: alphabetical order of the selected categories.
+    assert by_id["a1"].label == 0 and by_id["c1"].label == 1
+    assert by_id["a1"].category == "airplane" and by_id["c1"].category == "chair"
+    # Views sorted by number; only listed ones that exist.
+    names = lambda r: [os.path.basename(p) for p in r.view_paths]  # noqa: E731
+    assert names(by_id["a1"]) == ["01.png", "02.png", "03.png", "12.png"]
+    assert names(by_id["a2"]) == ["00.png"]
+    assert names(by_id["a3"]) == ["01.png"]
+    summary = result.summary()
+    assert (
+        "4 models" in summary and "2 without renders" in summary and "2 without voxels" in summary
+    )
+    # One category only: labels restart at 0.
+    chairs = index_r2n2(*r2n2_roots(tmp_path), ["chair"])
+    assert [r.model_id for r in chairs.records] == ["c1"] and chairs.records[0].label == 0
+    # No categories: every known synset under the voxel root.
+    everything = index_r2n2(*r2n2_roots(tmp_path), [])
+    assert [r.model_id for r in everything.records] == [r.model_id for r in result.records]
+
+
+def test_missing_renderings_list_falls_back_to_png_names(tmp_path):
+    make_r2n2_model(tmp_path, CHAIR, "c1", views=(2, 10, 1))
+    folder = tmp_path / "ShapeNetRendering" / CHAIR / "c1" / "rendering"
+    (folder / "renderings.txt").unlink()
+    (folder / "notes.png.txt").write_text("x")
+    (record,) = index_r2n2(*r2n2_roots(tmp_path), ["chair"]).records
+    assert [os.path.basename(p) for p in record.view_paths] == ["01.png", "02.png", "10.png"]
+
+
+def test_malformed_renderings_list_is_reported_not_fatal(tmp_path):
+    make_r2n2_model(tmp_path, CHAIR, "good")
+    make_r2n2_model(tmp_path, CHAIR, "bad", listed=["00.png", "../../../etc/passwd"])
+    result = index_r2n2(*r2n2_roots(tmp_path), ["chair"])
+    assert [r.model_id for r in result.records] == ["good"]
+    assert result.missing_renders == ["bad"]
+    assert len(result.rejected) == 1 and "renderings.txt" in result.rejected[0]
+    assert "line 2" in result.rejected[0]
+
+
+def test_symlinks_cannot_escape_the_root(tmp_path):
+    outside = tmp_path / "outside"
+    make_r2n2_model(outside, CHAIR, "secret")
+    root = tmp_path / "data"
+    make_r2n2_model(root, CHAIR, "inside")
+    vox, ren = r2n2_roots(root)
+    # A model folder, a voxel file and a rendering folder that lead outside.
+    os.symlink(outside / "ShapeNetVox32" / CHAIR / "secret", vox / CHAIR / "escaped")
+    os.symlink(outside / "ShapeNetRendering" / CHAIR / "secret", ren / CHAIR / "escaped")
+    make_r2n2_model(root, CHAIR, "linkfile", voxels=False)
+    (vox / CHAIR / "linkfile").mkdir()
+    os.symlink(
+        outside / "ShapeNetVox32" / CHAIR / "secret" / "model.binvox",
+        vox / CHAIR / "linkfile" / "model.binvox",
+    )
+    make_r2n2_model(root, CHAIR, "linkviews", views=None)
+    (ren / CHAIR / "linkviews").mkdir()
+    os.symlink(
+        outside / "ShapeNetRendering" / CHAIR / "secret" / "rendering",
+        ren / CHAIR / "linkviews" / "rendering",
+    )
+    # A link that stays inside the root is fine.
+    os.symlink(vox / CHAIR / "inside", vox / CHAIR / "alias")
+    os.symlink(ren / CHAIR / "inside", ren / CHAIR / "alias")
+    result = index_r2n2(vox, ren, ["chair"])
+    kept = sorted(r.model_id for r in result.records)
+    assert kept == ["alias", "inside"]
+    for record in result.records:
+        for path in (record.voxel_path, *record.view_paths):
+            assert os.path.realpath(path).startswith(os.path.realpath(root) + os.sep)
+    assert len(result.rejected) == 4 and all("leads outside" in r for r in result.rejected)
+    assert "linkfile" in result.missing_voxels and "linkviews" in result.missing_renders
+    # A whole synset folder linked from outside is refused too.
+    root2 = tmp_path / "data2"
+    (root2 / "ShapeNetCore.v2").mkdir(parents=True)
+    os.symlink(outside / "ShapeNetVox32" / CHAIR, root2 / "ShapeNetCore.v2" / CHAIR)
+    with pytest.raises(DataError, match="no usable models"):
+        index_shapenet_v2(root2 / "ShapeNetCore.v2", ["chair"])
+
+
+def test_category_errors(tmp_path):
+    make_r2n2_model(tmp_path, CHAIR, "c1")
+    vox, ren = r2n2_roots(tmp_path)
+    with pytest.raises(ConfigError, match="unknown ShapeNet category 'chairs'"):
+        index_r2n2(vox, ren, ["chairs"])
+    with pytest.raises(ConfigError, match="bathtub"):
+        index_shapenet_v2(tmp_path, ["bathtub"])
+    # A known category with nothing on disk is an empty selection.
+    with pytest.raises(DataError, match="no usable models for airplane") as err:
+        index_r2n2(vox, ren, ["airplane"])
+    assert str(vox) in str(err.value)
+    with pytest.raises(DataError, match="no usable models for airplane"):
+        index_r2n2(vox, ren, ["chair", "airplane"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no ShapeNet category folders") as err:
+        index_shapenet_v2(empty, [])
+    assert str(empty) in str(err.value)
+    with pytest.raises(DataError, match="does not exist"):
+        index_shapenet_v2(tmp_path / "absent", [])
+    with pytest.raises(DataError, match="does not exist"):
+        index_r2n2(vox, tmp_path / "absent", ["chair"])
+
+
+def test_only_models_without_renders_is_an_empty_selection(tmp_path):
+    make_r2n2_model(tmp_path, CHAIR, "c1", views=None)
+    (tmp_path / "ShapeNetRendering").mkdir()
+    with pytest.raises(DataError, match="no usable models for chair"):
+        index_r2n2(*r2n2_roots(tmp_path), ["chair"])
+
+
+def make_v2_model(root, synset, model_id, grid=None):
+    path = root / synset / model_id / "models" / "model_normalized.solid.binvox"
+    write_binvox(path, box_grid(16) if grid is None else grid)
+    return path
+
+
+def test_synthetic_v2_tree(tmp_path):
+    make_v2_model(tmp_path, CHAIR, "c1")
+    make_v2_model(tmp_path, AIRPLANE, "a1")
+    (tmp_path / CHAIR / "c2" / "models").mkdir(parents=True)  # no grid
+    (tmp_path / CHAIR / "c2" / "models" / "model_normalized.surface.binvox").write_bytes(b"")
+    (tmp_path / CHAIR / ".hidden").mkdir()
+    result = index_shapenet_v2(tmp_path, [])
+    assert [(r.category, r.model_id, r.label) for r in result.records] == [
+        ("airplane", "a1", 0),
+        ("chair", "c1", 1),
+    ]
+    assert result.missing_voxels == ["c2"] and result.missing_renders == []
+
+
+def test_load_grid_synthetic(tmp_path):
+    grid = np.zeros((16, 16, 16), bool)
+    grid[0:4, 0:16, 0:8] = True  # at the minimum corner, like v2 files
+    path = make_v2_model(tmp_path, CHAIR, "c1", grid)
+    (record,) = index_shapenet_v2(tmp_path, ["chair"]).records
+    out = load_grid(record, 8)
+    np.testing.assert_array_equal(out, downsample(shapenet_v2_to_canonical(grid), 8))
+    assert np.array_equal(center_occupied(out), out)
+    with pytest.raises(DataError, match="does not pool to 5") as err:
+        load_grid(record, 5)
+    assert str(path) in str(err.value)
+    with pytest.raises(DataError, match="upsample"):
+        load_grid(record, 32)
+    for bad in (0, -8, 8.0, True):
+        with pytest.raises(ConfigError):
+            load_grid(record, bad)
+    with pytest.raises(ConfigError, match="no canonical-frame transform"):
+        load_grid(ShapeRecord("x", "chair", str(path), source="modelnet_typo"), 8)
+    path.write_bytes(b"#binvox 1\ndim 16 16 16\ndata\n\x00")
+    with pytest.raises(BinvoxError, match="odd number") as err:
+        load_grid(record, 8)
+    assert str(path) in str(err.value)
+    path.unlink()
+    with pytest.raises(BinvoxError, match="cannot read file"):
+        load_grid(record, 8)
