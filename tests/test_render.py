@@ -229,6 +229,7 @@ def test_render_object_is_near_the_centre_and_shaded():
     # Three visible face orientations -> three distinct greys.
     greys = np.unique(image[covered].reshape(-1, 3), axis=0)
     assert len(greys) == 3
+    assert np.diff(greys[:, 0].astype(int)).min() >= 20
     assert np.all(greys[:, 0] == greys[:, 1]) and np.all(greys[:, 1] == greys[:, 2])
 
 
@@ -291,6 +292,27 @@ def test_render_shows_the_nearest_face_like_a_ray_caster(azimuth, elevation):
         agree += counts.max()
     assert agree / both.sum() > 0.97
     assert len(np.unique(grey[both])) == len(np.unique(normals[both]))
+
+
+def test_render_close_up_fills_the_projected_outline_exactly():
+    # One voxel seen from close by covers a large part of the image, so its
+    # faces are big quads: the picture must be the convex outline of its
+    # projected corners, without holes or spill.
+    from scipy.spatial import ConvexHull
+
+    grid = np.zeros((8, 8, 8), bool)
+    grid[3, 4, 2] = True
+    image = render_voxels(grid, 75.0, 35.0, size=96, distance_ratio=1.0)
+    covered = (image < 255).any(-1)
+    origin, voxel_size = grid_placement(grid)
+    corners = origin + (np.array([3, 4, 2]) + np.indices((2, 2, 2)).reshape(3, -1).T) * voxel_size
+    uv, _ = camera.project(corners, 75.0, 35.0, 1.75, 96)
+    hull = ConvexHull(uv)
+    assert abs(covered.sum() - hull.volume) < 0.02 * hull.volume
+    rows, cols = np.nonzero(covered)
+    assert uv[:, 0].min() - 1 < cols.min() and cols.max() < uv[:, 0].max()
+    assert uv[:, 1].min() - 1 < rows.min() and rows.max() < uv[:, 1].max()
+    assert len(np.unique(image[covered].reshape(-1, 3), axis=0)) == 3
 
 
 @pytest.mark.parametrize("dim", [8, 17, 32, 64, 128])

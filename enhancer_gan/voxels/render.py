@@ -38,9 +38,9 @@ _FITS = ("diagonal", "cube")
 # camera (x right, y down, z forward) so every view of every shape is lit the
 # same way: a key light from above left behind the viewer and a weak fill
 # from below. The directions were searched so that at the R2N2 elevations
-# (15-40 degrees, any azimuth) the visible face orientations differ by at
-# least 24 grey levels; with one light, faces turned away from it would all
-# get the same ambient grey.
+# (15-40 degrees, any azimuth) the face orientations in clear view (normal
+# within 75 degrees of the viewing axis) differ by at least 24 grey levels;
+# with one light, faces turned away from it would share the ambient grey.
 _KEY_LIGHT = np.array([-0.5, -np.sqrt(0.5), -0.5])
 _FILL_LIGHT = np.array([0.25, np.sqrt(0.75), -np.sqrt(0.1875)])
 _ALBEDO = 0.9
