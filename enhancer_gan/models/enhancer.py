@@ -155,14 +155,33 @@ class EnhancerGenerator(ConfiguredModel):
             (-1, FIRST_SIDE, FIRST_SIDE, FIRST_SIDE, self.voxel_channels),
         )
 
+    def _hidden(self, x, k: int, training):
+        """Hidden layer k: layer 1 from z, layer k > 1 from layer k - 1."""
+        if k == 1:
+            x = self.reshape1(self.dense1(x))
+        else:
+            x = getattr(self, f"deconv{k}")(x)
+        return ops.relu(getattr(self, f"bn{k}")(x, training=training))
+
+    def feature_layers(self) -> list:
+        """The layers that compute `feature_layer` (what GM needs, nothing after)."""
+        out = [self.dense1, self.reshape1, self.bn1]
+        for k in range(2, self.model_config.enhancer_layer + 1):
+            out += [getattr(self, f"deconv{k}"), getattr(self, f"bn{k}")]
+        return out
+
+    def features(self, z, training=False):
+        """GM's input [B, 4, 4, 4, C] from z, computing no layer after layer i."""
+        x = z
+        for k in range(1, self.model_config.enhancer_layer + 1):
+            x = self._hidden(x, k, training)
+        return self.voxel_features({self.feature_layer: x})
+
     def call(self, z, training=False):
         outputs = {}
-        x = self.reshape1(self.dense1(z))
-        x = ops.relu(self.bn1(x, training=training))
-        outputs["layer1"] = x
-        for k in range(2, self.num_hidden + 1):
-            x = getattr(self, f"deconv{k}")(x)
-            x = ops.relu(getattr(self, f"bn{k}")(x, training=training))
+        x = z
+        for k in range(1, self.num_hidden + 1):
+            x = self._hidden(x, k, training)
             outputs[f"layer{k}"] = x
         outputs["image"] = self.tanh(self.to_image(x))
         return outputs

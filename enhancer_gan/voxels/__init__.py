@@ -5,11 +5,13 @@ The axis convention (used everywhere in the project)
 A voxel grid is a numpy array `grid[x, y, z]` of shape (D, D, D), dtype bool
 (or uint8/float32 occupancy in [0, 1] where noted), with
 
-  * axis 0 = x   (ShapeNet's x: the object's left-right axis)
+  * axis 0 = x   (ShapeNetVox32's first axis; chairs face +x, backrest at -x)
   * axis 1 = y   UP (ShapeNet's y; gravity points towards y = 0)
-  * axis 2 = z   (ShapeNet's z: front-back)
+  * axis 2 = z   (left-right for the ShapeNetVox32 chairs)
 
-This is ShapeNet's own frame (y up). Networks see grids channels-last as
+This is the 3D-R2N2 (ShapeNetVox32) frame, y up, measured on the sample
+chairs: their renders line up with it under `camera.py`'s R2N2 camera
+(silhouette IoU 0.906). Networks see grids channels-last as
 `[batch, D, D, D, 1]` in the same x, y, z order.
 
 A .binvox file stores its voxels in (x, z, y) order with y fastest; the

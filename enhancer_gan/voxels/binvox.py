@@ -62,7 +62,7 @@ def _readline(stream: BinaryIO, name) -> str:
 
 def _parse_header(stream: BinaryIO, name) -> tuple[int, tuple[float, float, float], float]:
     magic = _readline(stream, name)
-    if not magic.startswith("#binvox"):
+    if magic.split() != ["#binvox", "1"]:
         raise BinvoxError(name, f"wrong magic {magic[:20]!r}, expected '#binvox 1'")
     dims = None
     translate = (0.0, 0.0, 0.0)
@@ -73,19 +73,19 @@ def _parse_header(stream: BinaryIO, name) -> tuple[int, tuple[float, float, floa
             continue
         key, _, rest = line.partition(" ")
         values = rest.split()
+        if key == "data":
+            break
+        if key not in ("dim", "translate", "scale"):
+            raise BinvoxError(name, f"unknown header line {line[:40]!r}")
         try:
-            if key == "data":
-                break
             if key == "dim":
                 dims = [int(v) for v in values]
             elif key == "translate":
                 translate = tuple(float(v) for v in values)
                 if len(translate) != 3:
                     raise ValueError
-            elif key == "scale":
-                (scale,) = (float(v) for v in values)
             else:
-                raise BinvoxError(name, f"unknown header line {line[:40]!r}")
+                (scale,) = (float(v) for v in values)
         except ValueError:
             raise BinvoxError(name, f"malformed header line {line[:40]!r}") from None
     else:
@@ -97,8 +97,8 @@ def _parse_header(stream: BinaryIO, name) -> tuple[int, tuple[float, float, floa
     dim = dims[0]
     if not 1 <= dim <= MAX_DIM:
         raise BinvoxError(name, f"dim {dim} outside the supported range 1..{MAX_DIM}")
-    if not all(np.isfinite(translate)) or not np.isfinite(scale):
-        raise BinvoxError(name, "translate/scale must be finite numbers")
+    if not all(np.isfinite(translate)) or not np.isfinite(scale) or scale <= 0:
+        raise BinvoxError(name, "translate must be finite and scale a positive number")
     return dim, translate, scale
 
 
@@ -180,6 +180,10 @@ def binvox_bytes(grid: np.ndarray, translate=(0.0, 0.0, 0.0), scale: float = 1.0
     if grid.ndim != 3 or len(set(grid.shape)) != 1:
         raise ValueError(f"binvox needs a cubic [D, D, D] grid, got shape {grid.shape}")
     dim = grid.shape[0]
+    if not 1 <= dim <= MAX_DIM:
+        raise ValueError(f"binvox grids must have 1 <= dim <= {MAX_DIM}, got {dim}")
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"binvox scale must be a positive number, got {scale}")
     header = (
         f"#binvox 1\ndim {dim} {dim} {dim}\n"
         f"translate {translate[0]:.6g} {translate[1]:.6g} {translate[2]:.6g}\n"
