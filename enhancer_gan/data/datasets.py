@@ -97,8 +97,18 @@ def cached_packed_grids(
     return packed
 
 
-def _synthetic_root(cfg: DataConfig) -> str:
-    return cfg.data_dir or DEFAULT_SYNTHETIC_DIR
+# The built-in data set does not depend on the training seed, so runs with
+# different seeds train on the same shapes.
+SYNTHETIC_DATA_SEED = 0
+
+
+def _synthetic_root(cfg: DataConfig, resolution: int) -> str:
+    """Its own folder per (resolution, size, views): builds never clobber each other."""
+    if cfg.data_dir:
+        return cfg.data_dir
+    cats = "-".join(sorted(cfg.categories)) or "all"
+    name = f"r{resolution}_n{cfg.num_synthetic_per_category}_v{cfg.views_per_model}_{cats}"
+    return os.path.join(DEFAULT_SYNTHETIC_DIR, name)
 
 
 def _require_dir(path: str, what: str) -> None:
@@ -122,11 +132,11 @@ def load_shapes(
         if kind == "synthetic":
             from enhancer_gan.data.synthetic import ensure_synthetic_dataset
 
-            root = _synthetic_root(cfg)
+            root = _synthetic_root(cfg, resolution)
             ensure_synthetic_dataset(
                 root,
                 num_per_category=cfg.num_synthetic_per_category,
-                seed=seed,
+                seed=SYNTHETIC_DATA_SEED,
                 resolution=resolution,
                 categories=list(cfg.categories) or None,
                 views_per_model=cfg.views_per_model,
