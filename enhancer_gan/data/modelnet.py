@@ -26,8 +26,12 @@ Nothing here imports TensorFlow; the tf.data pipeline reads these outputs.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
+import functools
 import math
+import multiprocessing
 import os
 import zipfile
 import zlib
@@ -483,6 +487,16 @@ def unpack_grids(packed: np.ndarray, resolution: int) -> np.ndarray:
     return flat.reshape(*packed.shape[:-1], resolution, resolution, resolution).view(bool)
 
 
+def _voxelize_file(path: str, resolution: int, up_axis: str) -> tuple[np.ndarray | None, str]:
+    """One mesh -> (packed grid, '') or (None, the problem); runs in workers."""
+    try:
+        vertices, faces = read_off(path)
+        grid = voxelize_mesh(vertices, faces, resolution, up_axis, name=path)
+    except MeshError as e:
+        return None, e.problem
+    return pack_grid(grid), ""
+
+
 def _infer_class_names(records: Sequence[ShapeRecord]) -> tuple[str, ...]:
     pairs = {(r.category, r.label) for r in records}
     for candidate in (MODELNET10_CLASSES, MODELNET40_CLASSES, tuple(sorted({c for c, _ in pairs}))):
@@ -502,6 +516,7 @@ def voxelize_split(
     skip_failures: bool = False,
     class_names: Sequence[str] | None = None,
     up_axis: str = MODELNET_UP_AXIS,
+    workers: int = 1,
 ) -> np.ndarray:
     """Voxelizes a split's meshes once into a packed-bit cache.
 
@@ -520,6 +535,7 @@ def voxelize_split(
       class_names: the label space; None infers it (ModelNet10/40 lists, or
         the records' categories).
       up_axis: the meshes' up axis ('z' for ModelNet).
+      workers: processes to voxelize in (1 = in this process).
 
     Returns:
       [N, ceil(R^3 / 8)] uint8 packed grids (np.packbits of the flattened
@@ -552,18 +568,36 @@ def voxelize_split(
 
     from tqdm import tqdm
 
+    paths = [r.voxel_path for r in records]
+    job = functools.partial(_voxelize_file, resolution=resolution, up_axis=up_axis)
     rows, kept, failures = [], [], []
-    for record in tqdm(records, desc=f"voxelizing {resolution}^3", disable=not progress):
-        try:
-            vertices, faces = read_off(record.voxel_path)
-            grid = voxelize_mesh(vertices, faces, resolution, up_axis, name=record.voxel_path)
-        except MeshError as e:
-            if not skip_failures:
-                raise
-            failures.append((record.model_id, record.category, record.voxel_path, e.problem))
-            continue
-        rows.append(pack_grid(grid))
-        kept.append(record)
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(
+            tqdm(
+                total=len(records),
+                desc=f"voxelizing {os.path.basename(cache_path)}",
+                disable=not progress,
+            )
+        )
+        if workers > 1:
+            # 'spawn': forking a parent that may hold TensorFlow's threads is unsafe.
+            pool = concurrent.futures.ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn")
+            )
+            # On an error, drop the queued meshes instead of finishing them.
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+            results = pool.map(job, paths, chunksize=4)
+        else:
+            results = map(job, paths)
+        for record, (row, problem) in zip(records, results):
+            bar.update()
+            if row is None:
+                if not skip_failures:
+                    raise MeshError(record.voxel_path, problem)
+                failures.append((record.model_id, record.category, record.voxel_path, problem))
+                continue
+            rows.append(row)
+            kept.append(record)
     if not kept:
         raise DataError(cache_path, f"none of the {len(records)} meshes could be voxelized")
     packed = np.stack(rows)
@@ -609,6 +643,11 @@ def load_voxel_cache(cache_path: str | os.PathLike) -> tuple[np.ndarray, VoxelCa
         "failures",
     )
     try:
+        # np.load takes any non-zip file for a pickle; say what it really is.
+        if not os.path.isfile(name):
+            raise DataError(name, "cannot read voxel cache: no such file")
+        if not zipfile.is_zipfile(name):
+            raise DataError(name, "cannot read voxel cache: not an .npz (zip) file")
         with np.load(name, allow_pickle=False) as data:
             missing = [k for k in keys if k not in data.files]
             if missing:
