@@ -117,11 +117,12 @@ class _Part:
         return lo, hi
 
     def contains(self, x, y, z, pad: float) -> np.ndarray:
-        """Which points lie inside the part grown by `pad` (world units).
+        """Which voxel cells touch the part.
 
         Args:
-          x, y, z: world coordinates, broadcastable to one shape S.
-          pad: growth; half a voxel makes this "the voxel touches the part".
+          x, y, z: world coordinates of the cells' centres, broadcastable to
+            one shape S.
+          pad: half the cells' side (world units); 0 tests the centres alone.
 
         Returns:
           bool array of shape S.
@@ -129,16 +130,26 @@ class _Part:
         d = (x - self.center[0], y - self.center[1], z - self.center[2])
         r = self.rotation
         local = [r[0, i] * d[0] + r[1, i] * d[1] + r[2, i] * d[2] for i in range(3)]
-        h = self.half + pad
+        # How far a voxel cell (a cube of half side `pad`) reaches along each
+        # local axis: the test below is "the cell touches the part", exact for
+        # parts aligned with the grid and close for turned ones.
+        reach = pad * np.abs(r).sum(axis=0)
         if self.kind == "box":
-            inside = (np.abs(local[0]) <= h[0]) & (np.abs(local[1]) <= h[1])
-            inside &= np.abs(local[2]) <= h[2]
-        elif self.kind == "cylinder":
-            inside = (np.abs(local[1]) <= h[1]) & (local[0] ** 2 + local[2] ** 2 <= h[0] ** 2)
+            inside = np.abs(local[0]) <= self.half[0] + reach[0]
+            inside &= np.abs(local[1]) <= self.half[1] + reach[1]
+            inside &= np.abs(local[2]) <= self.half[2] + reach[2]
         else:
-            inside = (local[0] / h[0]) ** 2 + (local[1] / h[1]) ** 2 + (local[2] / h[2]) ** 2 <= 1
+            # The cell's nearest point to the centre, per axis (the tests are
+            # separable), must lie inside.
+            near = [np.maximum(np.abs(local[i]) - reach[i], 0.0) for i in range(3)]
+            if self.kind == "cylinder":
+                inside = near[1] <= self.half[1]
+                inside &= (near[0] / self.half[0]) ** 2 + (near[2] / self.half[2]) ** 2 <= 1
+            else:
+                inside = sum((near[i] / self.half[i]) ** 2 for i in range(3)) <= 1
         for normal, offset in self.planes:
-            inside &= normal[0] * x + normal[1] * y + normal[2] * z <= offset + pad
+            slack = pad * float(np.abs(normal).sum())
+            inside &= normal[0] * x + normal[1] * y + normal[2] * z <= offset + slack
         return inside
 
 
@@ -393,7 +404,8 @@ def _sofa(rng: np.random.Generator) -> list[_Part]:
                 _span_box((-hd + back_t, seat_h, z0), (hd, seat_h + cushion, z0 + each - gap))
             )
     if rng.random() < 0.85:  # arms
-        arm_t, arm_h = rng.uniform(0.1, 0.25), rng.uniform(0.1, 0.3)
+        # Arms stay below the back, whose top is the sofa's highest part.
+        arm_t, arm_h = rng.uniform(0.1, 0.25), rng.uniform(0.1, min(0.3, back_h - 0.2))
         rolled = rng.random() < 0.4
         for s in (-1, 1):
             z0 = s * (hw - arm_t / 2)
@@ -402,8 +414,9 @@ def _sofa(rng: np.random.Generator) -> list[_Part]:
             )
             if rolled:
                 parts.append(_cylinder((0, seat_h + arm_h, z0), arm_t / 2, hd, "x"))
-    if rng.random() < 0.2:  # a sectional's chaise on one side
-        reach = rng.uniform(0.5, 0.9)
+    reach = rng.uniform(0.5, 0.9)
+    # A sectional's chaise on one side, where the sofa stays wider than deep.
+    if rng.random() < 0.2 and depth + reach < width - 0.1:
         chaise_w = rng.uniform(0.6, 0.9)
         s = 1 if rng.random() < 0.5 else -1
         z0, z1 = sorted((s * hw, s * (hw - chaise_w)))
@@ -628,7 +641,7 @@ def _watercraft(rng: np.random.Generator) -> list[_Part]:
     beam = length * rng.uniform(0.18, 0.35)
     depth = beam * rng.uniform(0.3, 0.6)
     hl, hb = length / 2, beam / 2
-    stern = -hl * rng.uniform(0.7, 0.95)
+    stern = -hl * rng.uniform(0.55, 0.85)
     # The hull: the lower half of an ellipsoid, cut square at the stern.
     hull_planes = [_plane((0, 1, 0), (0, 0, 0)), _plane((-1, 0, 0), (stern, 0, 0))]
     parts.append(_ellipsoid((0, 0, 0), (hl, depth, hb), hull_planes))
@@ -1245,3 +1258,35 @@ def ensure_synthetic_dataset(
         progress,
         workers,
     )
+
+
+def preview_grids(
+    root: str | os.PathLike, per_category: int = 4
+) -> tuple[list[np.ndarray], list[str]]:
+    """The first models of each category of a complete build, read back from disk.
+
+    Args:
+      root: a folder holding a complete build (with its `done` marker).
+      per_category: models per category.
+
+    Returns:
+      grids: [R, R, R] bool each, category by category.
+      titles: '<category> <model id prefix>' for each grid.
+
+    Raises:
+      DataError: `root` holds no complete build.
+    """
+    from enhancer_gan.voxels.binvox import read_binvox
+
+    args = read_marker(root)
+    if args is None:
+        raise DataError(root, f"no complete synthetic build here (no readable '{DONE_MARKER}')")
+    models = synthetic_models(
+        args["num_per_category"], args["seed"], args["categories"], args["test_fraction"]
+    )
+    grids, titles = [], []
+    for m in models:
+        if m.index < per_category:
+            grids.append(read_binvox(m.voxel_path(root)).grid)
+            titles.append(f"{m.category} {m.model_id[:6]}")
+    return grids, titles
