@@ -102,13 +102,32 @@ def cached_packed_grids(
 SYNTHETIC_DATA_SEED = 0
 
 
-def _synthetic_root(cfg: DataConfig, resolution: int) -> str:
-    """Its own folder per (resolution, size, views): builds never clobber each other."""
-    if cfg.data_dir:
-        return cfg.data_dir
-    cats = "-".join(sorted(cfg.categories)) or "all"
-    name = f"r{resolution}_n{cfg.num_synthetic_per_category}_v{cfg.views_per_model}_{cats}"
-    return os.path.join(DEFAULT_SYNTHETIC_DIR, name)
+def synthetic_root(
+    cfg: DataConfig, resolution: int, build: bool = False, progress: bool = True
+) -> str:
+    """The built-in data set's folder for `cfg`; builds it first if `build`.
+
+    Each (resolution, size, views, categories) has its own folder, so builds
+    never clobber each other.
+    """
+    root = cfg.data_dir
+    if not root:
+        cats = "-".join(sorted(cfg.categories)) or "all"
+        name = f"r{resolution}_n{cfg.num_synthetic_per_category}_v{cfg.views_per_model}_{cats}"
+        root = os.path.join(DEFAULT_SYNTHETIC_DIR, name)
+    if build:
+        from enhancer_gan.data.synthetic import ensure_synthetic_dataset
+
+        ensure_synthetic_dataset(
+            root,
+            num_per_category=cfg.num_synthetic_per_category,
+            seed=SYNTHETIC_DATA_SEED,
+            resolution=resolution,
+            categories=list(cfg.categories) or None,
+            views_per_model=cfg.views_per_model,
+            progress=progress,
+        )
+    return root
 
 
 def _require_dir(path: str, what: str) -> None:
@@ -130,18 +149,7 @@ def load_shapes(
         from enhancer_gan.data import shapenet
 
         if kind == "synthetic":
-            from enhancer_gan.data.synthetic import ensure_synthetic_dataset
-
-            root = _synthetic_root(cfg, resolution)
-            ensure_synthetic_dataset(
-                root,
-                num_per_category=cfg.num_synthetic_per_category,
-                seed=SYNTHETIC_DATA_SEED,
-                resolution=resolution,
-                categories=list(cfg.categories) or None,
-                views_per_model=cfg.views_per_model,
-                progress=progress,
-            )
+            root = synthetic_root(cfg, resolution, build=True, progress=progress)
         else:
             root = cfg.data_dir
             _require_dir(root, "data")
