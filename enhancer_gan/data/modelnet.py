@@ -539,7 +539,9 @@ def voxelize_split(
 
     Returns:
       [N, ceil(R^3 / 8)] uint8 packed grids (np.packbits of the flattened
-      [R, R, R] project-frame grid), N = len(records) minus failures.
+      [R, R, R] project-frame grid), one row per record in the order of
+      `records`, failed meshes left out (their ids: `load_voxel_cache(
+      cache_path)[1].failures`).
 
     Raises:
       MeshError: a mesh failed and `skip_failures` is False.
@@ -559,7 +561,12 @@ def voxelize_split(
             [*zip(meta.categories, meta.model_ids)] + [(c, m) for m, c, _, _ in meta.failures]
         )
         if meta.resolution == resolution and meta.up_axis == up_axis and done == sorted(keys):
-            return packed
+            if meta.failures and not skip_failures:
+                _, _, path, problem = meta.failures[0]
+                raise MeshError(path, problem)
+            # Rows in the order of `records`, whatever order the cache was made in.
+            row_of = {key: i for i, key in enumerate(zip(meta.categories, meta.model_ids))}
+            return packed[[row_of[key] for key in keys if key in row_of]]
         raise OutputExistsError(
             f"{cache_path}: exists and holds other models or another resolution; "
             "pass overwrite=True (--overwrite) to replace it"
