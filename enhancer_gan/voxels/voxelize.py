@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage
 
-from enhancer_gan.errors import MeshError
+from enhancer_gan.errors import ConfigError, MeshError
 
 # Proper rotations (det +1) taking each up axis of a mesh to the project's y.
 UP_AXIS_ROTATIONS = {
@@ -56,7 +56,7 @@ def to_y_up(vertices: np.ndarray, up_axis: str = "z") -> np.ndarray:
       [V, 3] float64.
     """
     if up_axis not in UP_AXIS_ROTATIONS:
-        raise ValueError(f"up_axis must be one of {sorted(UP_AXIS_ROTATIONS)}, got {up_axis!r}")
+        raise ConfigError(f"up_axis must be one of {sorted(UP_AXIS_ROTATIONS)}, got {up_axis!r}")
     return np.asarray(vertices, dtype=np.float64) @ UP_AXIS_ROTATIONS[up_axis].T
 
 
@@ -153,7 +153,7 @@ def voxelize_mesh(
         zero total area; or arrays of the wrong shape or with invalid values.
     """
     if int(resolution) != resolution or resolution < 2:
-        raise ValueError(f"resolution must be an integer >= 2, got {resolution}")
+        raise ConfigError(f"resolution must be an integer >= 2, got {resolution}")
     resolution = int(resolution)
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces)
