@@ -36,6 +36,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     stem, ext = os.path.splitext(base)
     fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{ext}", dir=folder)
     os.close(fd)
+    # mkstemp makes the file 0600; results are ordinary files (0666 - umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
