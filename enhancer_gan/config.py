@@ -109,7 +109,9 @@ class DataConfig:
             raise ConfigError(f"dataset kind must be one of {DATASET_KINDS}, got {self.kind!r}")
         if self.split not in ("train", "test"):
             raise ConfigError(f"split must be 'train' or 'test', got {self.split!r}")
-        if self.kind in ("r2n2", "shapenet_v2"):
+        # The built-in data set has the same seven categories as ShapeNet;
+        # checking here refuses a typo before the run folder is created.
+        if self.kind in ("r2n2", "shapenet_v2", "synthetic"):
             unknown = [c for c in self.categories if c not in SHAPENET_SYNSETS]
             if unknown:
                 raise ConfigError(

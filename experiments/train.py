@@ -168,5 +168,18 @@ def main(argv):
     return 0
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, but a bad flag is one `error:` line and exit status 2.
+
+    Like a bad value caught by the configuration (see `main`), so a script
+    calling this one sees the same kind of failure for every wrong flag.
+    """
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

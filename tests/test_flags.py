@@ -1,0 +1,117 @@
+"""Wrong flags of experiments/train.py fail at start: exit 2, one `error:` line, nothing written.
+
+Each case runs the real script in a subprocess. Every case but the last fails
+before TensorFlow is imported, so they take about a second each. The last one
+(a batch that does not split over the devices) needs a distribution strategy
+over two logical CPUs, which only a fresh process can set up.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "experiments" / "train.py"
+
+
+def run_script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        (["--dataset=r2n2", "--data_dir={data}", "--categories=chair,sofas"], "sofas"),
+        (["--categories=chiar"], "unknown ShapeNet category chiar"),
+        (["--resolution=48"], "--resolution=48"),
+        (["--resolution=sixty-four"], "--resolution=sixty-four"),
+        (["--enhancer_layer=4"], "enhancer_layer must be 1, 2 or 3, got 4"),
+        (["--enhancer_layer=0"], "enhancer_layer must be 1, 2 or 3, got 0"),
+        (["--batch_size=0"], "batch_size must be positive"),
+        (["--batch_size=two"], "--batch_size=two"),
+        (["--dataset=r2n2", "--data_dir={missing}"], "no such file or folder"),
+        (["--dataset=archive"], "needs a data_dir"),
+        (["--dataset=pointclouds"], "--dataset=pointclouds"),
+        (["--image_size=100"], "image_size must be 32, 64 or 128"),
+        (["--learning_rate=-1"], "learning_rate must be > 0"),
+        (["--no_such_flag=1"], "no_such_flag"),
+        (["--flagfile={missing}"], "flagfile"),
+    ],
+)
+def test_bad_flag_is_one_error_line_and_writes_nothing(tmp_path, args, problem):
+    run_dir = tmp_path / "run"
+    names = {"data": str(tmp_path), "missing": str(tmp_path / "no" / "such")}
+    args = [a.format(**names) for a in args]
+    result = run_script(*args, f"--run_dir={run_dir}", "--num_steps=1")
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and problem in lines[0], lines[0]
+    assert not run_dir.exists()
+    assert result.stdout == ""
+
+
+def test_missing_run_dir_is_an_error():
+    result = run_script("--num_steps=1")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: --run_dir is required (the folder of this run)"]
+
+
+def test_dry_run_prints_the_config_and_writes_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_script("--dry_run", f"--run_dir={run_dir}", "--resolution=32")
+    assert result.returncode == 0, result.stderr
+    assert '"resolution": 32' in result.stdout
+    assert not run_dir.exists()
+
+
+# The check itself lives in loop.train (a strategy is only known there); it
+# must come before the run folder is created.
+_DEVICE_CHECK = textwrap.dedent(
+    """
+    import sys
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+    from enhancer_gan.errors import ConfigError
+    from enhancer_gan.training.loop import train
+    from tests.helpers import tiny_experiment, tiny_train_config
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    config = tiny_experiment(sys.argv[1], train=tiny_train_config(batch_size=3))
+    try:
+        train(config, strategy=strategy, progress=False)
+    except ConfigError as e:
+        print(f"REFUSED {e}")
+    """
+)
+
+
+def test_batch_not_divisible_by_devices_is_refused_before_the_run_folder(tmp_path):
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-c", _DEVICE_CHECK, str(run_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (line,) = [ln for ln in result.stdout.splitlines() if ln.startswith("REFUSED")]
+    assert "batch_size 3 is not divisible by the 2 devices" in line
+    assert not run_dir.exists()
