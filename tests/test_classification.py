@@ -54,6 +54,23 @@ def test_kernel_path_agrees_with_sklearn_linear_svc():
     assert np.mean(expected == yt) < 1.0
 
 
+@pytest.mark.parametrize("c", [1e-6, 1e-2])
+def test_predictions_match_sklearn_whether_or_not_every_row_is_a_support_vector(c):
+    # A tiny C makes every train row a support vector (the test kernel then
+    # spans all train columns); a larger one leaves some out.
+    x, _, xt, _ = _blobs(13, n_train=90, k=3, d=40, spread=0.4)
+    y = np.tile(np.arange(3), 30)  # balanced, so tiny C bounds every alpha at C
+    x = x + 0.5 * y[:, None]
+    result = fit_linear_svm(x, y, c_values=(c,))
+    mean, std = x.astype(np.float64).mean(0), x.astype(np.float64).std(0)
+    reference = SVC(kernel="linear", C=c).fit((x - mean) / std, y)
+    assert (result.model.support_.size == len(y)) == (c == 1e-6)
+    for features in (x, xt):
+        np.testing.assert_array_equal(
+            result.predict(features), reference.predict((features - mean) / std)
+        )
+
+
 def test_kernel_and_primal_paths_agree_on_a_small_problem():
     # Two classes: one-vs-one and one-vs-rest are then the same single
     # machine, so libsvm on the Gram matrix and liblinear on the features
@@ -86,6 +103,14 @@ def test_cross_validation_never_looks_at_the_test_set():
     means = [np.mean(first.cv_scores[c]) for c in c_values]
     assert max(means) > min(means)
     assert first.chosen_c == c_values[int(np.argmax(means))]
+
+
+def test_threaded_cross_validation_gives_the_same_scores():
+    x, y, _, _ = _blobs(14, n_train=150, spread=0.5)
+    for method in ("kernel", "primal"):
+        one = fit_linear_svm(x, y, c_values=(1e-3, 1e-2, 1e-1), n_jobs=1, method=method)
+        two = fit_linear_svm(x, y, c_values=(1e-3, 1e-2, 1e-1), n_jobs=2, method=method)
+        assert one.cv_scores == two.cv_scores and one.c == two.c
 
 
 def test_cv_ties_choose_the_smallest_c():
@@ -221,6 +246,8 @@ def test_bad_inputs_raise_project_errors():
         fit_linear_svm(x, y, cv_folds=1)
     with pytest.raises(ConfigError):
         fit_linear_svm(x, y, method="rbf")
+    with pytest.raises(ConfigError):
+        fit_linear_svm(x, y, n_jobs=0)
     with pytest.raises(ConfigError):
         classify(x, y, xt, yt, c_values=(1.0,), class_names=("only one",))
 

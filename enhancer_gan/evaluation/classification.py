@@ -32,6 +32,7 @@ This module must not import TensorFlow.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -258,7 +259,9 @@ class LinearSVMResult:
         Args: test_x: [M, D]. Returns: [M, N_train] float64.
         """
         assert self.train_x is not None
-        support = self.model.support_
+        # support_ is grouped by class, not sorted; sorted, a full set of
+        # support vectors is just range(N) and needs no row selection.
+        support = np.sort(self.model.support_)
         k = np.zeros((np.shape(test_x)[0], self.train_x.shape[0]), np.float64)
         k[:, support] = linear_kernel(
             test_x,
@@ -330,6 +333,7 @@ def _select_c(
     max_iter: int,
     kernel: np.ndarray | None,
     features: np.ndarray | None,
+    n_jobs: int,
 ) -> tuple[float, dict[float, tuple[float, ...]]]:
     """Stratified k-fold CV over the train split. Ties go to the smaller C."""
     counts = np.bincount(np.unique(labels, return_inverse=True)[1])
@@ -344,19 +348,30 @@ def _select_c(
             np.zeros(len(labels)), labels
         )
     )
-    scores: dict[float, tuple[float, ...]] = {}
-    for c in c_values:
-        fold_acc = []
-        for train_idx, val_idx in folds:
+    fold_scores: dict[float, list[float]] = {c: [] for c in c_values}
+    for train_idx, val_idx in folds:
+        # The fold's sub-kernels are cut once and shared by every C.
+        if method == "kernel":
+            fit_x = kernel[np.ix_(train_idx, train_idx)]
+            val_x = kernel[np.ix_(val_idx, train_idx)]
+        else:
+            fit_x, val_x = features[train_idx], features[val_idx]
+
+        def score(c: float, fit_x=fit_x, val_x=val_x, train_idx=train_idx, val_idx=val_idx):
             model = _make_model(method, c, seed, max_iter)
-            if method == "kernel":
-                model.fit(kernel[np.ix_(train_idx, train_idx)], labels[train_idx])
-                pred = model.predict(kernel[np.ix_(val_idx, train_idx)])
-            else:
-                model.fit(features[train_idx], labels[train_idx])
-                pred = model.predict(features[val_idx])
-            fold_acc.append(float(np.mean(pred == labels[val_idx])))
-        scores[c] = tuple(fold_acc)
+            model.fit(fit_x, labels[train_idx])
+            return float(np.mean(model.predict(val_x) == labels[val_idx]))
+
+        if n_jobs > 1:
+            # libsvm and liblinear train without the GIL, so threads use the
+            # cores that BLAS leaves idle here.
+            with concurrent.futures.ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                accuracies = list(pool.map(score, c_values))
+        else:
+            accuracies = [score(c) for c in c_values]
+        for c, acc in zip(c_values, accuracies):
+            fold_scores[c].append(acc)
+    scores = {c: tuple(v) for c, v in fold_scores.items()}
     best = max(np.mean(scores[c]) for c in c_values)
     chosen = min(c for c in c_values if np.mean(scores[c]) == best)
     return chosen, scores
@@ -373,6 +388,7 @@ def fit_linear_svm(
     method: str = "kernel",
     max_iter: int = 20_000,
     block_bytes: int = _DEFAULT_BLOCK_BYTES,
+    n_jobs: int = 2,
 ) -> LinearSVMResult:
     """Fits a linear SVM on train features, choosing C by cross-validation.
 
@@ -389,6 +405,8 @@ def fit_linear_svm(
         only, used to cross-check the kernel path).
       max_iter: liblinear's iteration cap ('primal' only).
       block_bytes: memory of one float32 column block while building kernels.
+      n_jobs: C values cross-validated at once, in threads (results do not
+        depend on it).
 
     Returns:
       a `LinearSVMResult` refit on the whole train split with the chosen C.
@@ -400,6 +418,8 @@ def fit_linear_svm(
     """
     if method not in ("kernel", "primal"):
         raise ConfigError(f"method must be 'kernel' or 'primal', got {method!r}")
+    if n_jobs < 1:
+        raise ConfigError(f"n_jobs must be positive, got {n_jobs}")
     c_values = _check_c_values(c_values, cv_folds)
     train_x = check_features(train_x, "train_x")
     train_y = check_labels(train_y, train_x.shape[0], "train_y")
@@ -434,7 +454,7 @@ def fit_linear_svm(
         chosen, scores = c_values[0], {}
     else:
         chosen, scores = _select_c(
-            method, c_values, train_y, cv_folds, seed, max_iter, kernel, features
+            method, c_values, train_y, cv_folds, seed, max_iter, kernel, features, n_jobs
         )
     timings["cv"] = time.perf_counter() - start
 
@@ -591,6 +611,7 @@ def classify(
     class_names: Sequence[str] = (),
     max_iter: int = 20_000,
     block_bytes: int = _DEFAULT_BLOCK_BYTES,
+    n_jobs: int = 2,
 ) -> ClassificationReport:
     """Fits on train (C by CV on train only), then reports on test.
 
@@ -618,5 +639,6 @@ def classify(
         method=method,
         max_iter=max_iter,
         block_bytes=block_bytes,
+        n_jobs=n_jobs,
     )
     return evaluate(result, test_x, test_y, class_names)
