@@ -234,7 +234,7 @@ def load_training_source(
         grids = unpack_grids(shapes.packed[missing], resolution)
         ids = [shapes.model_ids[i] for i in missing]
         tag = hashlib.sha1(
-            json.dumps([cfg.kind, cfg.data_dir, cfg.split, resolution]).encode()
+            json.dumps([cfg.kind, os.path.realpath(cfg.data_dir), cfg.split, resolution]).encode()
         ).hexdigest()[:10]
         rendered = render_views(
             grids,
