@@ -5,6 +5,9 @@ from fractions import Fraction as F
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from sklearn.metrics import average_precision_score
 
 from enhancer_gan.errors import ConfigError, DataError
@@ -43,6 +46,8 @@ def _reference(features, labels, levels):
         )
         prec_curves.append(precision)
         rec_curves.append(recall)
+    if not interp:  # every query skipped
+        return np.array(aps), None, None, None
     return (
         np.array(aps),
         np.mean(interp, axis=0),
@@ -132,6 +137,34 @@ def test_agrees_with_reference_loop_including_ties():
     np.testing.assert_allclose(report.interpolated_precision, interp, atol=1e-12)
     np.testing.assert_allclose(report.mean_precision_at_rank, prec, atol=1e-12)
     np.testing.assert_allclose(report.mean_recall_at_rank, rec, atol=1e-12)
+
+
+@given(
+    data=st.data(),
+    n=st.integers(2, 9),
+    d=st.integers(1, 3),
+)
+def test_property_matches_reference_and_ignores_item_order(data, n, d):
+    # Small integer features: exact ties are common.
+    x = data.draw(hnp.arrays(np.float32, (n, d), elements=st.integers(-2, 2).map(float)))
+    y = data.draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, 2)))
+    perm = np.asarray(data.draw(st.permutations(range(n))))
+    levels = np.array([0.0, 0.3, 0.5, 1.0])
+    report = retrieval_map(x, y, block_size=3, recall_levels=levels)
+    ap, interp, prec, rec = _reference(x, y, levels)
+    np.testing.assert_allclose(report.average_precision, ap, atol=1e-12)
+    if report.num_queries:
+        np.testing.assert_allclose(report.interpolated_precision, interp, atol=1e-12)
+        np.testing.assert_allclose(report.mean_precision_at_rank, prec, atol=1e-12)
+    evaluated = ~np.isnan(report.average_precision)
+    assert np.all(
+        (report.average_precision[evaluated] > 0) & (report.average_precision[evaluated] <= 1)
+    )
+    permuted = retrieval_map(x[perm], y[perm], recall_levels=levels)
+    np.testing.assert_allclose(
+        permuted.average_precision, report.average_precision[perm], atol=1e-12
+    )
+    assert permuted.num_skipped == report.num_skipped == int(np.sum(~evaluated))
 
 
 def test_ties_do_not_reward_a_class_sorted_order():

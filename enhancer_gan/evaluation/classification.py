@@ -258,7 +258,8 @@ class LinearSVMResult:
 
         Args: test_x: [M, D]. Returns: [M, N_train] float64.
         """
-        assert self.train_x is not None
+        if self.method != "kernel" or self.train_x is None:
+            raise ConfigError("test_kernel needs a result of method='kernel'")
         # support_ is grouped by class, not sorted; sorted, a full set of
         # support vectors is just range(N) and needs no row selection.
         support = np.sort(self.model.support_)
