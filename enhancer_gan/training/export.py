@@ -59,7 +59,12 @@ def export_generator(networks, path: str, overwrite: bool = False) -> str:
     module = GenerationPath(networks)
     tmp = f"{path}.tmp-export"
     shutil.rmtree(tmp, ignore_errors=True)
-    tf.saved_model.save(module, tmp, signatures={"serving_default": module.generate})
+    try:
+        tf.saved_model.save(module, tmp, signatures={"serving_default": module.generate})
+    except BaseException:
+        # A failed save (full disk, interrupt) leaves no half-written export.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if os.path.exists(path):
         shutil.rmtree(path)
     os.replace(tmp, path)

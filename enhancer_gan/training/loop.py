@@ -159,6 +159,34 @@ def _check_finite(metrics: dict[str, float], step: int, manager) -> None:
         )
 
 
+def _save_checkpoint(manager, step: int, run_dir: str) -> str:
+    """manager.save(step); a failed write (full disk, lost folder) is a RunDirError.
+
+    TensorFlow commits a checkpoint by rewriting the `checkpoint` index after
+    the data, so after a failed write the previous checkpoint is still the
+    latest. This one's partial files are removed, so that nothing
+    half-written is left looking like a checkpoint.
+    """
+    try:
+        return manager.save(checkpoint_number=step)
+    except (OSError, tf.errors.OpError) as e:
+        last = manager.latest_checkpoint
+        prefix = os.path.join(manager.directory, f"ckpt-{step}")
+        if last != prefix:
+            for path in tf.io.gfile.glob(prefix + ".*") + tf.io.gfile.glob(prefix + "_temp*"):
+                with contextlib.suppress(OSError, tf.errors.OpError):
+                    if tf.io.gfile.isdir(path):
+                        tf.io.gfile.rmtree(path)
+                    else:
+                        tf.io.gfile.remove(path)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        keep = f"the last complete checkpoint is {last}" if last else "no checkpoint was saved yet"
+        raise RunDirError(
+            f"{run_dir}: cannot write the checkpoint of step {step}: {reason}; {keep}. "
+            "Free some space (or fix the folder) and run the same command to resume."
+        ) from None
+
+
 def train(
     config: ExperimentConfig,
     *,
@@ -185,7 +213,7 @@ def train(
 
     t0 = time.time()
     run_dir = config.run_dir
-    resuming = _check_run_dir(run_dir, config)
+    # Settings that cannot work are refused before the run folder is created.
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
     if config.train.batch_size % replicas:
@@ -193,6 +221,7 @@ def train(
             f"batch_size {config.train.batch_size} is not divisible by the "
             f"{replicas} devices of the distribution strategy"
         )
+    resuming = _check_run_dir(run_dir, config)
     if config.train.mixed_precision:
         tf.keras.mixed_precision.set_global_policy("mixed_float16")
 
@@ -252,7 +281,7 @@ def train(
 
     def save(step):
         _check_finite(trainer.metric_results(), step, manager)
-        return manager.save(checkpoint_number=step)
+        return _save_checkpoint(manager, step, run_dir)
 
     bar = tqdm(
         total=total,
