@@ -773,11 +773,6 @@ def _classification_table(
         sources[spec.label] = source
         config = source.get("config", {})
         key = None if spec.random_init else paper_key(config.get("model", {}), table.name)
-        if table.name == "table3" and not spec.random_init and key != spec.label:
-            raise ConfigError(
-                f"--runs: row {spec.label!r} is {spec.run_dir}, whose config is {key!r} "
-                f"(use_enhancer / enhancer_layer); label it {key}"
-            )
         cell, paper = paper_cell(table, key, column)
         rows.append(
             [
@@ -911,6 +906,32 @@ def evaluate_table1(
     )
 
 
+def check_table3_labels(specs: Sequence[RunSpec]) -> None:
+    """Each Table 3 row label must name its run's layer (before any work is done).
+
+    Raises:
+      ConfigError: an unknown label, a run folder without config.json, or a
+        label that is not the run's ('none' for use_enhancer=False, else
+        'layer<enhancer_layer>').
+    """
+    from enhancer_gan.config import ExperimentConfig
+
+    for s in specs:
+        if s.random_init:
+            continue
+        if s.label not in TABLE3_LABELS:
+            raise ConfigError(f"--runs: label {s.label!r} is not one of {', '.join(TABLE3_LABELS)}")
+        path = os.path.join(s.run_dir, "config.json")
+        if not os.path.exists(path):
+            raise ConfigError(f"--runs: {s.run_dir}: not a run folder (no config.json)")
+        key = paper_key(dataclasses.asdict(ExperimentConfig.load(path).model), "table3")
+        if key != s.label:
+            raise ConfigError(
+                f"--runs: row {s.label!r} is {s.run_dir}, whose config is {key!r} "
+                f"(use_enhancer / enhancer_layer); label it {key}"
+            )
+
+
 def evaluate_table3(
     specs: Sequence[RunSpec],
     data: EvalData,
@@ -930,9 +951,7 @@ def evaluate_table3(
     """
     from enhancer_gan.evaluation.classification import DEFAULT_C_VALUES
 
-    for s in specs:
-        if not s.random_init and s.label not in TABLE3_LABELS:
-            raise ConfigError(f"--runs: label {s.label!r} is not one of {', '.join(TABLE3_LABELS)}")
+    check_table3_labels(specs)
     return _classification_table(
         TABLE3,
         specs,
