@@ -75,7 +75,7 @@ def main(argv):
             overwrite=FLAGS.overwrite,
             progress=FLAGS.progress,
         )
-    except (EnhancerGanError, FileExistsError) as e:
+    except (EnhancerGanError, OSError) as e:  # OSError: unreadable or unwritable paths
         print(f"error: {e}", file=sys.stderr)
         return 2
     for label in payload["order"]:

@@ -132,3 +132,17 @@ def test_two_device_step_matches_one_device_step(tmp_path):
         timeout=300,
     )
     assert "MATCH" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_mixed_precision_step_is_finite(tmp_path):
+    import keras
+
+    try:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        trainer = GanTrainer(tiny_model_config(), tiny_train_config(mixed_precision=True))
+        out = trainer.train_step(_batch(tmp_path))
+        assert trainer.networks.voxel_generator.compute_dtype == "float16"
+        assert all(np.isfinite(float(v)) for v in out.values())
+        assert int(trainer.optimizers["voxel_generator"].iterations) == 2
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -40,6 +40,9 @@ flags.DEFINE_list(
     None,
     "Reference classes (default: the run's training categories; 'all' = every class).",
 )
+flags.DEFINE_string(
+    "cache_dir", "", "Voxel cache for ModelNet meshes (default: <data_dir>/.cache)."
+)
 flags.DEFINE_integer("num_samples", 64, "Shapes to generate.")
 flags.DEFINE_integer("max_reference", 0, "At most this many reference shapes (0 = all).")
 flags.DEFINE_integer("seed", 0, "Seeds z and the reference subset.")
@@ -82,6 +85,7 @@ def main(argv):
             categories=categories,
             max_count=FLAGS.max_reference,
             seed=FLAGS.seed,
+            cache_dir=FLAGS.cache_dir,
         )
         report = evaluate_run_generation(
             FLAGS.run_dir,
@@ -101,7 +105,7 @@ def main(argv):
         }
         check_can_write(FLAGS.output, FLAGS.overwrite)  # it may have appeared meanwhile
         atomic_write_json(FLAGS.output, report)
-    except (EnhancerGanError, FileExistsError) as e:
+    except (EnhancerGanError, OSError) as e:  # OSError: unreadable or unwritable paths
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_report(report))

@@ -205,7 +205,8 @@ def retrieval_map(
     Args:
       features: [N, D] float features (N >= 2).
       labels: [N] int class labels.
-      block_size: queries ranked at once (memory ~ 40 * block_size * N bytes).
+      block_size: queries ranked at once (memory about 100 * block_size * N
+        bytes, besides the N x N float64 distances).
       recall_levels: [L] in [0, 1], where the interpolated curve is read.
       tie_tolerance: consecutive ranked squared distances closer than this
         times the mean squared distance count as tied (0 = exact ties only).

@@ -128,21 +128,27 @@ class GanTrainer(tf.Module):
         voxels = nets.voxel_generator(features, training=training)
         return voxels, outputs
 
-    def _gradients(self, tape, loss, names):
-        """Gradients of `loss` for each named network (loss-scaled per optimiser)."""
+    def _scaled_losses(self, loss, names):
+        """Per-optimiser scaled losses; call INSIDE the tape so scaling is recorded.
+
+        Without mixed precision every network shares the unscaled loss.
+        """
+        if not self.train_config.mixed_precision:
+            return loss
+        return {n: self.optimizers[n].scale_loss(loss) for n in names}
+
+    def _gradients(self, tape, scaled, names):
+        """Gradients for each named network of what `_scaled_losses` gave."""
         if not self.train_config.mixed_precision:
             flat = [v for n in names for v in self.variables_of[n]]
-            grads = tape.gradient(loss, flat)
+            grads = tape.gradient(scaled, flat)
             out, i = {}, 0
             for n in names:
                 k = len(self.variables_of[n])
                 out[n] = grads[i : i + k]
                 i += k
             return out
-        return {
-            n: tape.gradient(self.optimizers[n].scale_loss(loss), self.variables_of[n])
-            for n in names
-        }
+        return {n: tape.gradient(scaled[n], self.variables_of[n]) for n in names}
 
     def _apply(self, grads):
         for name, g in grads.items():
@@ -175,7 +181,8 @@ class GanTrainer(tf.Module):
                 de_loss = avg(losses.discriminator_loss(de_real, de_fake))
                 out["loss/enhancer_discriminator"] = de_loss
                 d_loss = d_loss + de_loss
-        self._apply(self._gradients(tape, d_loss, self.discriminator_names))
+            scaled = self._scaled_losses(d_loss, self.discriminator_names)
+        self._apply(self._gradients(tape, scaled, self.discriminator_names))
         del tape
 
         out["voxel/d_real"] = avg(tf.sigmoid(tf.reshape(dm_real, [-1])))
@@ -203,7 +210,8 @@ class GanTrainer(tf.Module):
                     e_loss = avg(losses.generator_loss(e_logits, cfg.generator_loss))
                     g_sums["loss/enhancer_generator"] += e_loss
                     g_loss = g_loss + e_loss
-            self._apply(self._gradients(tape, g_loss, self.generator_names))
+                scaled = self._scaled_losses(g_loss, self.generator_names)
+            self._apply(self._gradients(tape, scaled, self.generator_names))
             del tape
             occupancy += avg(tf.reduce_mean(tf.cast(voxels > 0.5, tf.float32), axis=[1, 2, 3, 4]))
         out["loss/voxel_generator"] = g_sums["loss/voxel_generator"] / n_g
