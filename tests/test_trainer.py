@@ -1,5 +1,6 @@
 """The joint train step: update ratio, what each update changes, distribution."""
 
+import math
 import os
 import pathlib
 import subprocess
@@ -143,6 +144,10 @@ def test_mixed_precision_step_is_finite(tmp_path):
         out = trainer.train_step(_batch(tmp_path))
         assert trainer.networks.voxel_generator.compute_dtype == "float16"
         assert all(np.isfinite(float(v)) for v in out.values())
-        assert int(trainer.optimizers["voxel_generator"].iterations) == 2
+        # Two generator updates were attempted: each either stepped the inner
+        # Adam or (float16 overflow) was skipped and halved the loss scale.
+        opt = trainer.optimizers["voxel_generator"]
+        skipped = round(math.log2(opt.initial_scale / float(opt.dynamic_scale.numpy())))
+        assert int(opt.iterations) + skipped == 2, (int(opt.iterations), skipped)
     finally:
         keras.mixed_precision.set_global_policy("float32")
