@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from enhancer_gan.config import SHAPENET_SYNSETS, DataConfig
+from enhancer_gan.data.npz import read_npz
 from enhancer_gan.data.pipeline import PairSource, pack_grids
 from enhancer_gan.data.records import ShapeRecord
 from enhancer_gan.errors import ConfigError, DataError
@@ -60,6 +61,24 @@ def _cache_key(records, resolution: int) -> str:
     return h.hexdigest()
 
 
+def _read_grid_cache(path: str, key: str, shape: tuple[int, int]) -> np.ndarray | None:
+    """The packed grids of a cache file, or None if it is damaged or stale.
+
+    The cache is ours and can always be rebuilt, so any problem (a damaged
+    file, another key, a wrong shape) means "rebuild", never an error.
+    """
+    try:
+        arrays = read_npz(path, ("key", "packed"), "grid cache")
+    except DataError:
+        return None
+    stored, packed = arrays["key"], arrays["packed"]
+    if stored.shape != () or stored.dtype.kind != "U" or str(stored) != key:
+        return None
+    if packed.dtype != np.uint8 or packed.shape != shape:
+        return None
+    return packed
+
+
 def cached_packed_grids(
     records, load_grid, resolution: int, cache_dir: str, progress: bool = True
 ) -> np.ndarray:
@@ -79,15 +98,9 @@ def cached_packed_grids(
     key = _cache_key(records, resolution)
     path = os.path.join(cache_dir, f"grids_{resolution}_{key[:16]}.npz") if cache_dir else ""
     if path and os.path.exists(path):
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                if str(f["key"]) == key and f["packed"].shape == (
-                    len(records),
-                    resolution**3 // 8,
-                ):
-                    return f["packed"]
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache: rebuild it below
+        cached = _read_grid_cache(path, key, (len(records), resolution**3 // 8))
+        if cached is not None:
+            return cached
     packed = np.zeros((len(records), resolution**3 // 8), dtype=np.uint8)
     for i, r in enumerate(tqdm(records, desc="decoding voxels", disable=not progress)):
         packed[i] = pack_grids(load_grid(r, resolution)[None])[0]

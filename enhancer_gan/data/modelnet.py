@@ -33,12 +33,11 @@ import functools
 import math
 import multiprocessing
 import os
-import zipfile
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
 
+from enhancer_gan.data.npz import NpzReader, read_npz
 from enhancer_gan.data.off import read_off
 from enhancer_gan.data.records import ShapeRecord
 from enhancer_gan.errors import ConfigError, DataError, MeshError
@@ -241,74 +240,27 @@ def archive_to_canonical(grid: np.ndarray) -> np.ndarray:
     return np.flip(np.swapaxes(grid, -2, -1), axis=-1)
 
 
-def _npy_header(stream, name, key):
-    """Reads an .npy header from a stream: (shape, fortran_order, dtype)."""
-    major, _ = np.lib.format.read_magic(stream)
-    if major == 1:
-        return np.lib.format.read_array_header_1_0(stream)
-    if major == 2:
-        return np.lib.format.read_array_header_2_0(stream)
-    raise DataError(name, f"{key}: unsupported .npy format version {major}")
+def _read_grids(npz: NpzReader, key: str, canonical: bool) -> np.ndarray:
+    """Streams one [N, R, R, R] 0/1 array out of an archive as bool, block by block.
 
-
-def _read_exact(stream, size: int, name, key) -> bytes:
-    data = stream.read(size)
-    if len(data) != size:
-        raise DataError(name, f"{key}: truncated array data")
-    return data
-
-
-def _read_grids(zf: zipfile.ZipFile, key: str, name: str, canonical: bool) -> np.ndarray:
-    """Streams one [N, R, R, R] 0/1 array out of an npz as bool, chunk by chunk.
-
-    Reading in chunks keeps memory at the size of the bool result; np.load
+    Reading in blocks keeps memory at the size of the bool result; np.load
     would first materialise the stored dtype (int32 in the shared archive,
     four times larger).
     """
-    info = zf.getinfo(f"{key}.npy")
-    with zf.open(info) as stream:
-        shape, fortran, dtype = _npy_header(stream, name, key)
-        header_size = stream.tell()
-        if dtype.hasobject:
-            raise DataError(name, f"{key}: object arrays (pickles) are not allowed")
-        if dtype.kind not in "biuf":
-            raise DataError(name, f"{key}: dtype {dtype} is not a 0/1 occupancy type")
-        if len(shape) != 4 or len(set(shape[1:])) != 1 or shape[1] < 1:
-            raise DataError(name, f"{key}: expected [N, R, R, R] cubic grids, got shape {shape}")
-        count = math.prod(shape)
-        if header_size + count * dtype.itemsize != info.file_size:
-            raise DataError(
-                name,
-                f"{key}: header says shape {shape} {dtype} but the member holds "
-                f"{info.file_size - header_size} bytes of data",
-            )
-        n, r = shape[0], shape[1]
-        out = np.empty(shape, dtype=bool)
-        rows = n if fortran else max(1, (64 << 20) // max(1, r**3 * dtype.itemsize))
-        for start in range(0, n, rows):
-            k = min(rows, n - start)
-            raw = _read_exact(stream, k * r**3 * dtype.itemsize, name, key)
-            chunk = np.frombuffer(raw, dtype=dtype)
-            if fortran:
-                chunk = chunk.reshape(shape[::-1]).T
-            else:
-                chunk = chunk.reshape(k, r, r, r)
-            binary = (chunk == 0) | (chunk == 1)
-            if not binary.all():
-                row = start + int(np.flatnonzero(~binary.reshape(k, -1).all(axis=1))[0])
-                raise DataError(name, f"{key}: row {row} holds values other than 0 and 1")
-            out[start : start + k] = archive_to_canonical(chunk) if canonical else chunk != 0
+    header = npz.header(key)
+    shape, dtype = header.shape, header.dtype
+    if dtype.kind not in "biuf":
+        raise DataError(npz.path, f"{key}: dtype {dtype} is not a 0/1 occupancy type")
+    if len(shape) != 4 or len(set(shape[1:])) != 1 or shape[1] < 1:
+        raise DataError(npz.path, f"{key}: expected [N, R, R, R] cubic grids, got shape {shape}")
+    out = np.empty(shape, dtype=bool)
+    for start, chunk in npz.read_rows(key):
+        binary = (chunk == 0) | (chunk == 1)
+        if not binary.all():
+            row = start + int(np.flatnonzero(~binary.reshape(len(chunk), -1).all(axis=1))[0])
+            raise DataError(npz.path, f"{key}: row {row} holds values other than 0 and 1")
+        out[start : start + len(chunk)] = archive_to_canonical(chunk) if canonical else chunk != 0
     return out
-
-
-def _read_small(zf: zipfile.ZipFile, key: str, name: str) -> np.ndarray:
-    with zf.open(f"{key}.npy") as stream:
-        try:
-            return np.lib.format.read_array(stream, allow_pickle=False)
-        except ValueError as e:
-            if "allow_pickle" in str(e) or "Object arrays" in str(e):
-                raise DataError(name, f"{key}: object arrays (pickles) are not allowed") from None
-            raise DataError(name, f"{key}: {e}") from None
 
 
 def _check_labels(labels: np.ndarray, n: int, key: str, name: str) -> np.ndarray:
@@ -357,27 +309,19 @@ def load_archive(path: str | os.PathLike, canonical: bool = True) -> VoxelArchiv
     """
     name = os.fspath(path)
     keys = ("X_train", "y_train", "X_test", "y_test")
-    try:
-        with zipfile.ZipFile(name) as zf:
-            members = {m[:-4] for m in zf.namelist() if m.endswith(".npy")}
-            missing = [k for k in keys if k not in members]
-            if missing:
-                raise DataError(
-                    name,
-                    f"missing arrays {', '.join(missing)}; the file has "
-                    f"{', '.join(sorted(members)) or 'none'}",
-                )
-            x_train = _read_grids(zf, "X_train", name, canonical)
-            x_test = _read_grids(zf, "X_test", name, canonical)
-            y_train = _read_small(zf, "y_train", name)
-            y_test = _read_small(zf, "y_test", name)
-            names = _read_small(zf, "class_names", name) if "class_names" in members else None
-    except DataError:
-        raise
-    except zipfile.BadZipFile as e:
-        raise DataError(name, f"not a valid .npz (zip) archive or corrupt: {e}") from None
-    except (OSError, EOFError, zlib.error, ValueError, KeyError) as e:
-        raise DataError(name, f"cannot read archive: {e}") from None
+    with NpzReader(name, "voxel archive") as npz:
+        missing = npz.missing(keys)
+        if missing:
+            raise DataError(
+                name,
+                f"missing arrays {', '.join(missing)}; the file has "
+                f"{', '.join(npz.keys) or 'none'}",
+            )
+        x_train = _read_grids(npz, "X_train", canonical)
+        x_test = _read_grids(npz, "X_test", canonical)
+        y_train = npz.read("y_train")
+        y_test = npz.read("y_test")
+        names = npz.read("class_names") if "class_names" in npz.keys else None
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(
             name, f"X_train grids {x_train.shape[1:]} and X_test grids {x_test.shape[1:]} differ"
@@ -649,31 +593,14 @@ def load_voxel_cache(cache_path: str | os.PathLike) -> tuple[np.ndarray, VoxelCa
         "class_names",
         "failures",
     )
-    try:
-        # np.load takes any non-zip file for a pickle; say what it really is.
-        if not os.path.isfile(name):
-            raise DataError(name, "cannot read voxel cache: no such file")
-        if not zipfile.is_zipfile(name):
-            raise DataError(name, "cannot read voxel cache: not an .npz (zip) file")
-        with np.load(name, allow_pickle=False) as data:
-            missing = [k for k in keys if k not in data.files]
-            if missing:
-                raise DataError(name, f"not a voxel cache: missing {', '.join(missing)}")
-            a = {k: data[k] for k in keys}
-    except DataError:
-        raise
-    except ValueError as e:
-        if "allow_pickle" in str(e) or "Object arrays" in str(e):
-            raise DataError(name, "object arrays (pickles) are not allowed") from None
-        raise DataError(name, f"cannot read voxel cache: {e}") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
-        raise DataError(name, f"cannot read voxel cache: {e}") from None
+    a = read_npz(name, keys, "voxel cache")
 
     def fail(problem):
         raise DataError(name, f"corrupt voxel cache: {problem}")
 
-    if a["format_version"].shape != () or int(a["format_version"]) != CACHE_FORMAT_VERSION:
-        fail(f"format version {a['format_version']!r}, expected {CACHE_FORMAT_VERSION}")
+    version = a["format_version"]
+    if version.shape != () or version.dtype.kind not in "iu" or version != CACHE_FORMAT_VERSION:
+        fail(f"format version {version!r}, expected {CACHE_FORMAT_VERSION}")
     if a["resolution"].shape != () or a["resolution"].dtype.kind not in "iu":
         fail("resolution is not an integer")
     resolution = int(a["resolution"])
@@ -681,10 +608,14 @@ def load_voxel_cache(cache_path: str | os.PathLike) -> tuple[np.ndarray, VoxelCa
     width = math.ceil(resolution**3 / 8) if resolution > 0 else -1
     if resolution < 1 or packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != width:
         fail(f"packed must be uint8 [N, {width}], got {packed.dtype} {packed.shape}")
+    if a["up_axis"].shape != () or a["up_axis"].dtype.kind != "U":
+        fail("up_axis is not a string")
     n = len(packed)
     for key in ("model_ids", "categories", "voxel_paths", "class_names"):
         if a[key].ndim != 1 or (a[key].size and a[key].dtype.kind != "U"):
             fail(f"{key} must be a 1-D array of strings")
+    if a["labels"].ndim != 1:
+        fail("labels must be a 1-D array")
     for key in ("model_ids", "categories", "voxel_paths", "labels"):
         if len(a[key]) != n:
             fail(f"{key} has {len(a[key])} entries for {n} grids")

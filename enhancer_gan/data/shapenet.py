@@ -167,9 +167,11 @@ def _r2n2_views(render_dir: str, root_real: str, rejected: list[str]) -> tuple[s
         present = {e.name for e in os.scandir(render_dir) if not e.name.startswith(".")}
     except OSError:
         return ()
+    list_path = os.path.join(render_dir, R2N2_RENDER_LIST)
     if R2N2_RENDER_LIST in present:
         try:
-            listed = set(parse_renderings_list(os.path.join(render_dir, R2N2_RENDER_LIST)))
+            # Refuses NUL bytes, empty lists and names with a separator, '.' or '..'.
+            listed = set(parse_renderings_list(list_path))
         except DataError as e:
             rejected.append(str(e))
             return ()
@@ -178,11 +180,19 @@ def _r2n2_views(render_dir: str, root_real: str, rejected: list[str]) -> tuple[s
     # Names come from the directory listing (never from the text file alone),
     # so nothing but existing entries of this folder can be returned.
     names = sorted(listed & present, key=_view_sort_key)
+    before = len(rejected)
     paths = []
     for name in names:
         path = os.path.join(render_dir, name)
+        reported = len(rejected)
         if _regular_file(path, root_real, rejected):
             paths.append(path)
+        elif len(rejected) == reported:  # not already refused as a link out
+            rejected.append(f"{path}: a view name, but not a regular file")
+    if not paths and listed and len(rejected) == before:
+        # Say why a model with a list of views has none: the list names
+        # nothing that exists in its folder.
+        rejected.append(f"{list_path}: none of the {len(listed)} listed views exists")
     return tuple(paths)
 
 

@@ -108,40 +108,57 @@ def save_features(path: str, features, labels, class_names, model_ids, source: d
 
 
 def load_features(path: str) -> dict:
-    """Reads a file written by `save_features`, validating it.
+    """Reads a file written by `save_features`, validating everything in it.
 
-    Returns a dict with 'features' [N, F] float32, 'labels' [N] int64,
-    'class_names' tuple, 'model_ids' tuple, 'source' dict.
+    Returns:
+      a dict with 'features' [N, F] float32 (finite), 'labels' [N] int64
+      indexing 'class_names' (a tuple of str), 'model_ids' (a tuple of N
+      str) and 'source' (the dict saved as JSON).
+
+    Raises:
+      DataError: the file is not a feature file, is damaged, or any array
+        has the wrong type, shape or values; the message names the file.
     """
     import json
-    import zipfile
 
+    from enhancer_gan.data.npz import read_npz
     from enhancer_gan.errors import DataError
 
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in FEATURE_FILE_KEYS if k not in f.files]
-            if missing:
-                raise DataError(path, f"not a feature file: missing {', '.join(missing)}")
-            out = {k: f[k] for k in FEATURE_FILE_KEYS}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        if isinstance(e, DataError):
-            raise
-        raise DataError(path, f"cannot read feature file: {e}") from None
-    feats = out["features"]
-    if feats.ndim != 2 or not np.issubdtype(feats.dtype, np.floating):
-        raise DataError(
-            path, f"features must be a 2-D float array, got {feats.dtype} {feats.shape}"
-        )
+    out = read_npz(path, FEATURE_FILE_KEYS, "feature file")
+
+    def fail(problem):
+        raise DataError(path, f"invalid feature file: {problem}")
+
+    feats, labels = out["features"], out["labels"]
+    class_names, model_ids, source = out["class_names"], out["model_ids"], out["source"]
+    got = {k: f"{v.dtype} {v.shape}" for k, v in out.items()}  # for messages
+    if feats.ndim != 2 or feats.dtype.kind != "f":
+        fail(f"features must be a 2-D float array, got {got['features']}")
     n = feats.shape[0]
-    if out["labels"].shape != (n,) or out["model_ids"].shape != (n,):
-        raise DataError(path, "labels/model_ids do not match the number of feature rows")
+    with np.errstate(over="ignore"):
+        feats = feats.astype(np.float32, copy=False)
     if not np.isfinite(feats).all():
-        raise DataError(path, "features contain NaN or infinite values")
+        fail("features contain NaN or infinite values (or values beyond float32)")
+    if class_names.ndim != 1 or (class_names.size and class_names.dtype.kind != "U"):
+        fail(f"class_names must be a 1-D array of strings, got {got['class_names']}")
+    if model_ids.shape != (n,) or (n and model_ids.dtype.kind != "U"):
+        fail(f"model_ids must be {n} strings, one per feature row; got {got['model_ids']}")
+    if labels.shape != (n,) or labels.dtype.kind not in "iu":
+        fail(f"labels must be {n} integers, one per feature row; got {got['labels']}")
+    if n and (labels.min() < 0 or labels.max() >= len(class_names)):
+        fail(f"labels outside 0..{len(class_names) - 1} ({len(class_names)} class names)")
+    if source.shape != () or source.dtype.kind != "U":
+        fail(f"source must be a JSON string, got {got['source']}")
+    try:
+        source = json.loads(str(source))
+    except (ValueError, RecursionError) as e:
+        raise DataError(path, f"invalid feature file: source is not valid JSON: {e}") from None
+    if not isinstance(source, dict):
+        fail(f"source must be a JSON object, got {type(source).__name__}")
     return {
-        "features": feats.astype(np.float32, copy=False),
-        "labels": out["labels"].astype(np.int64),
-        "class_names": tuple(str(c) for c in out["class_names"]),
-        "model_ids": tuple(str(m) for m in out["model_ids"]),
-        "source": json.loads(str(out["source"])),
+        "features": feats,
+        "labels": labels.astype(np.int64),
+        "class_names": tuple(str(c) for c in class_names),
+        "model_ids": tuple(str(m) for m in model_ids),
+        "source": source,
     }

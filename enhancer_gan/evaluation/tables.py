@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from enhancer_gan.data.npz import read_npz
 from enhancer_gan.errors import ConfigError, DataError
 from enhancer_gan.io_utils import (
     OutputExistsError,
@@ -330,10 +331,12 @@ def subset_archive(
     }
     if os.path.exists(output_path):
         try:
-            with np.load(output_path, allow_pickle=False) as f:
-                if json.loads(str(f["subset_of"])) == origin:
-                    return output_path
-        except (OSError, ValueError, KeyError):
+            # The archive's own checks run when the subset is loaded; here
+            # only its origin decides whether to reuse it.
+            stored = read_npz(output_path, ["subset_of"], "archive subset")["subset_of"]
+            if stored.shape == () and json.loads(str(stored)) == origin:
+                return output_path
+        except (DataError, ValueError, RecursionError):
             pass  # unreadable or different: write it again
     archive = load_archive(archive_path, canonical=False)
     train = subsample_indices(archive.y_train, max_per_split, seed, min_per_class)
