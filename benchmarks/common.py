@@ -1,8 +1,9 @@
 """Shared helpers of the benchmark scripts: timing, peaks, memory, machine, output.
 
 Every ratio a benchmark reports is measured against peaks taken in the SAME
-process (`conv3d_peak`, `matmul_peak`), so that a machine shared with other
-jobs slows numerator and denominator alike and the ratio keeps its meaning.
+process (`conv3d_peak`, `matmul_peak`, `numpy_matmul_peak`), so that a machine
+shared with other jobs slows numerator and denominator alike and the ratio
+keeps its meaning.
 
 This module never defines flags; the scripts do. TensorFlow is imported only
 inside the functions that need it, so the evaluation benchmark (which must not
@@ -254,6 +255,31 @@ def matmul_peak(n: int = 4096, repeats: int = 5) -> Peak:
     mm = _matmul_fn(n)
     timing = time_calls(lambda: mm().numpy(), repeats=repeats, warmup=1)
     return Peak(f"matmul {n}x{n}x{n}", 2 * n**3, timing)
+
+
+@functools.lru_cache(maxsize=4)
+def _numpy_operands(n: int):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    return (
+        rng.standard_normal((n, n), dtype=np.float32),
+        rng.standard_normal((n, n), dtype=np.float32),
+    )
+
+
+def numpy_matmul_peak(n: int = 4096, repeats: int = 5) -> Peak:
+    """Rate of an n x n x n float32 matmul through numpy's BLAS (no TensorFlow).
+
+    The reference for numpy/scikit-learn code (the evaluation benchmark),
+    whose BLAS (OpenBLAS in numpy's wheels) is not TensorFlow's.
+    """
+    import numpy as np
+
+    a, b = _numpy_operands(n)
+    out = np.empty((n, n), np.float32)
+    timing = time_calls(lambda: np.matmul(a, b, out=out), repeats=repeats, warmup=1)
+    return Peak(f"numpy matmul {n}x{n}x{n} float32", 2 * n**3, timing)
 
 
 # -- output ------------------------------------------------------------------

@@ -33,7 +33,7 @@ Precision-recall curves: per query, recall and precision at every cut-off
 
 Speed: one symmetric Gram matrix of the centred features (BLAS, float32
 column blocks added in float64), then squared distances
-||a||^2 + ||b||^2 - 2ab, a stable argsort per block of queries, and AP for the
+||a||^2 + ||b||^2 - 2ab, an argsort per block of queries, and AP for the
 whole block from cumulative sums of relevance, with no Python loop per query.
 
 This module must not import TensorFlow.
@@ -154,9 +154,10 @@ def _block_metrics(
     b, n = dist.shape
     dist = dist.copy()
     dist[np.arange(b), query_rows] = np.inf  # the query itself ranks last, then is dropped
-    # Stable, so the order inside a tie group is by index; the tie-group rule
-    # below makes the scores independent of that order.
-    order = np.argsort(dist, axis=1, kind="stable")[:, : n - 1]
+    # Not stable: the order inside a tie group is arbitrary, and the
+    # tie-group rule below makes every score independent of it. (numpy's
+    # default sort is several times faster than its stable one here.)
+    order = np.argsort(dist, axis=1)[:, : n - 1]
     sorted_dist = np.take_along_axis(dist, order, axis=1)
     relevant = labels[order] == labels[query_rows][:, None]
     num_relevant = relevant.sum(axis=1)
