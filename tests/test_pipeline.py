@@ -83,3 +83,74 @@ def test_source_validation(tmp_path):
         PairSource(source.packed_voxels, 16, source.view_paths)
     with pytest.raises(DataError, match="no models"):
         PairSource(np.zeros((0, 64), np.uint8), 8, ())
+
+
+# ---------------------------------------------------------------------------
+# The decoded-view cache (data/view_cache.py).
+
+
+def _cached(source, folder, image_size=16, **kw):
+    import dataclasses
+
+    from enhancer_gan.data.view_cache import decoded_views
+
+    views = decoded_views(source.view_paths, image_size, str(folder), progress=False, **kw)
+    return dataclasses.replace(source, views=views)
+
+
+def test_cached_views_give_identical_batches(tmp_path):
+    source, _ = tiny_source(str(tmp_path / "png"), n=5, res=8, views=3)
+    cached = _cached(source, tmp_path / "cache")
+    assert cached.views.shape == (15, 16, 16, 3) and cached.views.dtype == np.uint8
+    plain = _take(make_pair_dataset(source, 4, image_size=16, seed=2), 6)
+    fast = _take(make_pair_dataset(cached, 4, image_size=16, seed=2), 6)
+    for a, b in zip(plain, fast):
+        assert sorted(a) == sorted(b)
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    # A cache of another side is not used (decoded from the PNGs instead).
+    other = _take(make_pair_dataset(cached, 4, image_size=8, seed=2), 1)[0]
+    assert other["image"].shape == (4, 8, 8, 3)
+
+
+def test_view_cache_is_reused_and_rebuilt_when_damaged_or_stale(tmp_path):
+    import os
+
+    source, _ = tiny_source(str(tmp_path / "png"), n=3, res=8, views=2)
+    first = np.array(_cached(source, tmp_path / "cache").views)  # a copy, not the map
+    (path,) = (tmp_path / "cache").glob("decoded_views_16px_*.npy")
+    stamp = path.stat().st_mtime_ns
+    assert np.array_equal(_cached(source, tmp_path / "cache").views, first)
+    assert path.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    path.write_bytes(path.read_bytes()[:-100])  # truncated
+    messages = []
+    again = _cached(source, tmp_path / "cache", log=messages.append).views
+    assert np.array_equal(again, first) and "damaged view cache" in messages[0]
+    # A changed view file gives another key: a new cache, never the stale one.
+    from PIL import Image
+
+    changed = source.view_paths[1][0]
+    Image.new("RGBA", (40, 40), (200, 0, 0, 255)).save(changed)
+    os.utime(changed, ns=(stamp + 10**9, stamp + 10**9))
+    fresh = _cached(source, tmp_path / "cache").views
+    assert len(list((tmp_path / "cache").glob("decoded_views_16px_*.npy"))) == 2
+    assert fresh[2, 0, 0, 0] == 200 and first[2, 0, 0, 0] == 255
+
+
+def test_view_that_does_not_decode_is_named(tmp_path):
+    source, _ = tiny_source(str(tmp_path / "png"), n=3, res=8, views=2)
+    bad = source.view_paths[2][1]
+    with open(bad, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(DataError, match="cannot decode view") as info:
+        _cached(source, tmp_path / "cache")
+    assert bad in str(info.value)
+    assert not list((tmp_path / "cache").glob("*.npy"))  # nothing half-written left
+
+
+def test_views_of_the_wrong_shape_are_refused(tmp_path):
+    import dataclasses
+
+    source, _ = tiny_source(str(tmp_path), n=2, res=8, views=2)
+    with pytest.raises(DataError, match="decoded views must be uint8"):
+        dataclasses.replace(source, views=np.zeros((3, 16, 16, 3), np.uint8))

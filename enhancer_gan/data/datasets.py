@@ -234,8 +234,14 @@ def load_training_source(
     seed: int = 0,
     progress: bool = True,
     log=print,
+    image_size: int | None = None,
 ) -> PairSource:
-    """Shapes plus one list of rendered views per shape, ready for the pipeline."""
+    """Shapes plus one list of rendered views per shape, ready for the pipeline.
+
+    With `image_size`, the views are also decoded once at that side into a
+    memory-mapped cache in `cache_dir` (`view_cache.decoded_views`), so that
+    training reads no PNG after the first run.
+    """
     from enhancer_gan.data.pipeline import unpack_grids
 
     shapes = load_shapes(cfg, resolution, cache_dir, seed, progress, log)
@@ -259,12 +265,18 @@ def load_training_source(
         )
         for i, paths in zip(missing, rendered):
             views[i] = paths
+    decoded = None
+    if image_size:
+        from enhancer_gan.data.view_cache import decoded_views
+
+        decoded = decoded_views(views, image_size, cache_dir, progress=progress, log=log)
     return PairSource(
         packed_voxels=shapes.packed,
         resolution=resolution,
         view_paths=tuple(tuple(v) for v in views),
         model_ids=shapes.model_ids,
         labels=shapes.labels,
+        views=decoded,
     )
 
 

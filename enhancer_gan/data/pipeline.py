@@ -2,8 +2,11 @@
 
 Each 3D model is paired with ONE of its rendered views, drawn afresh every
 epoch (SPEC.md). Grids come from an in-memory packed-bit cache (8 voxels per
-byte, so later epochs never decode files); views are PNG files decoded,
-composited on white, resized and scaled to [-1, 1] in parallel.
+byte, so later epochs never decode files). Views come from `PairSource.views`
+when it is set (decoded once, `view_cache.decoded_views`: the pipeline only
+gathers uint8 rows, a batch at a time), else from the PNG files, decoded,
+composited on white and resized in parallel. Both paths round the decoded
+view to uint8 before scaling it to [-1, 1], so they give identical batches.
 
 The data order is a pure function of (seed, position in the stream): epoch e
 is a stateless shuffle of the models keyed by (seed, e), the view and the
@@ -42,6 +45,9 @@ class PairSource:
       view_paths: N tuples of PNG paths (at least one per model).
       model_ids: N model ids (for messages and features).
       labels: [N] int64 class labels (-1 if unknown).
+      views: optional [V, S, S, 3] uint8 decoded views (may be memory-mapped),
+        one row per path of `view_paths` flattened model by model; used by
+        the pipeline when its image size is S.
     """
 
     packed_voxels: np.ndarray
@@ -49,6 +55,7 @@ class PairSource:
     view_paths: tuple[tuple[str, ...], ...]
     model_ids: tuple[str, ...] = ()
     labels: np.ndarray | None = None
+    views: np.ndarray | None = None
 
     def __post_init__(self):
         n = self.packed_voxels.shape[0]
@@ -66,6 +73,15 @@ class PairSource:
             if not views:
                 name = self.model_ids[i] if self.model_ids else str(i)
                 raise DataError(None, f"model {name} has no rendered views")
+
+        if self.views is not None:
+            total = sum(len(v) for v in self.view_paths)
+            v = self.views
+            if v.dtype != np.uint8 or v.ndim != 4 or v.shape[0] != total or v.shape[3] != 3:
+                raise DataError(
+                    None,
+                    f"decoded views must be uint8 [{total}, S, S, 3], got {v.dtype} {v.shape}",
+                )
 
     @property
     def num_models(self) -> int:
@@ -91,13 +107,26 @@ def unpack_grids_tf(packed: tf.Tensor, resolution: int) -> tf.Tensor:
     return tf.reshape(bits, [-1, resolution, resolution, resolution, 1])
 
 
-def decode_view(raw: tf.Tensor, image_size: int) -> tf.Tensor:
-    """PNG bytes -> [S, S, 3] float32 in [-1, 1], alpha composited on white."""
+def decode_view_uint8(raw: tf.Tensor, image_size: int) -> tf.Tensor:
+    """PNG bytes -> [S, S, 3] uint8, alpha composited on white, resized (antialiased)."""
     rgba = tf.cast(tf.io.decode_png(raw, channels=4), tf.float32) / 255.0
     rgb, alpha = rgba[..., :3], rgba[..., 3:]
     rgb = rgb * alpha + (1.0 - alpha)
     rgb = tf.image.resize(rgb, [image_size, image_size], antialias=True)
-    return tf.clip_by_value(rgb, 0.0, 1.0) * 2.0 - 1.0
+    return tf.cast(tf.round(tf.clip_by_value(rgb, 0.0, 1.0) * 255.0), tf.uint8)
+
+
+def view_to_float(view: tf.Tensor) -> tf.Tensor:
+    """uint8 views -> float32 in [-1, 1]."""
+    return tf.cast(view, tf.float32) * (2.0 / 255.0) - 1.0
+
+
+def decode_view(raw: tf.Tensor, image_size: int) -> tf.Tensor:
+    """PNG bytes -> [S, S, 3] float32 in [-1, 1], alpha composited on white.
+
+    Goes through uint8 (`decode_view_uint8`), as the decoded-view cache does.
+    """
+    return view_to_float(decode_view_uint8(raw, image_size))
 
 
 def make_pair_dataset(
@@ -144,21 +173,38 @@ def make_pair_dataset(
         positions = epoch * n + tf.range(n, dtype=tf.int64)
         return tf.data.Dataset.from_tensor_slices((order, positions))
 
+    cached = source.views is not None and source.views.shape[1:3] == (image_size, image_size)
+    views = source.views
+
+    def gather_views(rows):
+        # Sorted reads are kinder to a memory-mapped file; order restored after.
+        order = np.argsort(rows)
+        out = np.empty((len(rows), image_size, image_size, 3), np.uint8)
+        out[order] = views[rows[order]]
+        return out
+
     def load_example(index, position):
         view_seed = tf.stack([tf.constant(seed ^ _VIEW_SALT, tf.int64), position])
         choice = tf.random.stateless_uniform(
             [], seed=view_seed, minval=0, maxval=counts_t[index], dtype=tf.int64
         )
-        raw = tf.io.read_file(flat_paths[offsets_t[index] + choice])
-        image = decode_view(raw, image_size)
+        row = offsets_t[index] + choice
         noise_seed = tf.stack([tf.constant(seed ^ _NOISE_SALT, tf.int64), position])
         z = tf.random.stateless_uniform(
             [num_noise, latent_dim], seed=noise_seed, minval=-1.0, maxval=1.0
         )
+        if cached:
+            return {"index": index, "view_row": row, "z": z}
+        image = decode_view(tf.io.read_file(flat_paths[row]), image_size)
         return {"index": index, "image": image, "z": z}
 
     def add_voxels(batch):
         batch["voxels"] = unpack_grids_tf(tf.gather(packed, batch["index"]), res)
+        if cached:
+            rows = batch.pop("view_row")
+            image = tf.numpy_function(gather_views, [rows], tf.uint8, stateful=False)
+            image.set_shape([batch_size, image_size, image_size, 3])
+            batch["image"] = view_to_float(image)
         return batch
 
     options = tf.data.Options()

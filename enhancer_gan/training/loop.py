@@ -235,6 +235,7 @@ def train(
             seed=config.train.seed,
             progress=progress,
             log=log,
+            image_size=config.model.image_size,
         )
     if source.resolution != config.model.resolution:
         raise ConfigError(
