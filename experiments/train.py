@@ -30,6 +30,14 @@ _M, _D, _T = ModelConfig(), DataConfig(), TrainConfig()
 
 flags.DEFINE_string("run_dir", None, "Run folder: checkpoints, events, config, samples.")
 flags.DEFINE_bool("dry_run", False, "Print the resolved config and exit.")
+flags.DEFINE_bool(
+    "evaluate_generation",
+    False,
+    "After training, score the generator against the data set's held-out split "
+    "(COV, MMD, 1-NNA under IoU; synthetic, archive and modelnet data) into "
+    "<run_dir>/generation_step<N>.json.",
+)
+flags.DEFINE_integer("evaluation_samples", 64, "Shapes generated for --evaluate_generation.")
 flags.DEFINE_enum(
     "strategy",
     "default",
@@ -156,16 +164,51 @@ def main(argv):
         from enhancer_gan.training.loop import train
 
         result = train(config, strategy=_strategy(FLAGS.strategy))
+        print(
+            f"{'Interrupted' if result.interrupted else 'Finished'} at step {result.step} "
+            f"in {result.seconds:.0f} s. Checkpoint: {result.checkpoint_path}. "
+            f"Samples: {os.path.join(config.run_dir, 'samples')}. "
+            f"TensorBoard: tensorboard --logdir {config.run_dir}"
+        )
+        if FLAGS.evaluate_generation and not result.interrupted:
+            evaluate_generation(config, result.step, FLAGS.evaluation_samples)
     except EnhancerGanError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(
-        f"{'Interrupted' if result.interrupted else 'Finished'} at step {result.step} "
-        f"in {result.seconds:.0f} s. Checkpoint: {result.checkpoint_path}. "
-        f"Samples: {os.path.join(config.run_dir, 'samples')}. "
-        f"TensorBoard: tensorboard --logdir {config.run_dir}"
-    )
     return 0
+
+
+def evaluate_generation(config: ExperimentConfig, step: int, num_samples: int) -> None:
+    """Generation-quality report of the finished run, once per step count."""
+    from enhancer_gan.evaluation.generation_eval import (
+        evaluate_run_generation,
+        format_report,
+        reference_grids_for,
+    )
+    from enhancer_gan.io_utils import atomic_write_json
+
+    kind = config.data.kind
+    if kind not in ("synthetic", "archive", "modelnet"):
+        print(f"--evaluate_generation: no held-out split for dataset {kind}; skipped")
+        return
+    path = os.path.join(config.run_dir, f"generation_step{step}.json")
+    if os.path.exists(path):
+        print(f"Generation quality: {path} (already computed)")
+        return
+    reference = reference_grids_for(
+        kind,
+        config.data.data_dir,
+        "test",
+        config.model.resolution,
+        config,
+        max_count=256,
+        cache_dir=config.data.cache_dir,
+    )
+    report = evaluate_run_generation(config.run_dir, reference, num_samples=num_samples)
+    report["reference"] = {"dataset": kind, "data_dir": config.data.data_dir, "split": "test"}
+    atomic_write_json(path, report)
+    print(format_report(report))
+    print(f"Generation quality: {path}")
 
 
 def parse_flags(argv: list[str]) -> list[str]:

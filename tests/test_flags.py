@@ -115,3 +115,34 @@ def test_batch_not_divisible_by_devices_is_refused_before_the_run_folder(tmp_pat
     (line,) = [ln for ln in result.stdout.splitlines() if ln.startswith("REFUSED")]
     assert "batch_size 3 is not divisible by the 2 devices" in line
     assert not run_dir.exists()
+
+
+def test_evaluate_generation_after_training_writes_a_report_once(tmp_path):
+    import json
+
+    run_dir = tmp_path / "run"
+    args = [
+        f"--run_dir={run_dir}",
+        f"--data_dir={tmp_path / 'synthetic'}",
+        "--dataset=synthetic",
+        "--categories=chair",
+        "--num_synthetic_per_category=4",
+        "--views_per_model=1",
+        "--resolution=32",
+        "--image_size=32",
+        "--width_multiplier=0.0625",
+        "--batch_size=2",
+        "--num_steps=2",
+        "--num_samples=2",
+        "--evaluate_generation",
+        "--evaluation_samples=4",
+    ]
+    proc = run_script(*args, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads((run_dir / "generation_step2.json").read_text())
+    assert report["num_generated"] == 4 and report["step"] == 2
+    assert 0 <= report["cov"] <= 1 and 0 <= report["one_nna"] <= 1
+    assert report["reference"]["split"] == "test" and report["num_real"] > 0
+    assert "Generation quality" in proc.stdout
+    again = run_script(*args, timeout=300)  # finished run: nothing new, report kept
+    assert again.returncode == 0 and "already computed" in again.stdout
