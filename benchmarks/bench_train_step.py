@@ -104,21 +104,6 @@ def needed_step_macs(networks, generator_steps: int) -> int:
     return d_update + generator_steps * g_update
 
 
-def synthetic_batch(batch_size: int, resolution: int, image_size: int, latent_dim: int, n_z: int):
-    """One batch in the pipeline's format, random but of the right dtypes/ranges."""
-    import tensorflow as tf
-
-    rng = tf.random.Generator.from_seed(0)
-    r, s = resolution, image_size
-    voxels = tf.cast(rng.uniform([batch_size, r, r, r, 1]) < 0.2, tf.uint8)
-    return {
-        "voxels": voxels,
-        "image": rng.uniform([batch_size, s, s, 3], -1.0, 1.0),
-        "z": rng.uniform([batch_size, n_z, latent_dim], -1.0, 1.0),
-        "index": tf.range(batch_size, dtype=tf.int64),
-    }
-
-
 def peaks_now(small: bool, repeats: int):
     """(conv3d Peak, matmul Peak) measured now; `small` for smoke tests."""
     if small:
@@ -145,7 +130,7 @@ def measure_step(
     n_g = train_config.generator_steps_per_discriminator_step
     with common.RssSampler() as memory:
         trainer = GanTrainer(model_config, train_config)
-        batch = synthetic_batch(
+        batch = common.synthetic_batch(
             batch_size, resolution, image_size, model_config.latent_dim, 1 + n_g
         )
         flops = train_step_flops(model_config, trainer.networks, n_g)["train_step_flops"]

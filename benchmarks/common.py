@@ -282,6 +282,24 @@ def numpy_matmul_peak(n: int = 4096, repeats: int = 5) -> Peak:
     return Peak(f"numpy matmul {n}x{n}x{n} float32", 2 * n**3, timing)
 
 
+# -- inputs ------------------------------------------------------------------
+
+
+def synthetic_batch(batch_size: int, resolution: int, image_size: int, latent_dim: int, n_z: int):
+    """One batch in the pipeline's format, random but of the right dtypes/ranges."""
+    import tensorflow as tf
+
+    rng = tf.random.Generator.from_seed(0)
+    r, s = resolution, image_size
+    voxels = tf.cast(rng.uniform([batch_size, r, r, r, 1]) < 0.2, tf.uint8)
+    return {
+        "voxels": voxels,
+        "image": rng.uniform([batch_size, s, s, 3], -1.0, 1.0),
+        "z": rng.uniform([batch_size, n_z, latent_dim], -1.0, 1.0),
+        "index": tf.range(batch_size, dtype=tf.int64),
+    }
+
+
 # -- output ------------------------------------------------------------------
 
 
