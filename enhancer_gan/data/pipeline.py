@@ -9,11 +9,12 @@ composited on white and resized in parallel. Both paths round the decoded
 view to uint8 before scaling it to [-1, 1], so they give identical batches.
 
 The data order is a pure function of (seed, position in the stream): epoch e
-is a stateless shuffle of the models keyed by (seed, e), the view and the
-noise z of the example at stream position p are keyed by (seed, p). So a run
-resumed at step s builds the stream starting at position s * batch_size and
-sees exactly what an uninterrupted run would have seen, with nothing but the
-step stored in the checkpoint.
+is a stateless shuffle of the models keyed by (seed, e); the views and the
+noise z of a batch are drawn at once (vectorised, no per-example random ops),
+keyed by (seed, the batch's first position), and batches start at multiples
+of the batch size. So a run resumed at step s builds the stream starting at
+position s * batch_size and sees exactly what an uninterrupted run would have
+seen, with nothing but the step stored in the checkpoint.
 
 Elements: {"voxels": [B, R, R, R, 1] uint8 in {0, 1},
            "image": [B, S, S, 3] float32 in [-1, 1],
@@ -160,7 +161,6 @@ def make_pair_dataset(
     flat_paths = tf.constant([p for views in source.view_paths for p in views])
     counts_t = tf.constant(counts)
     offsets_t = tf.constant(offsets)
-    packed = tf.constant(source.packed_voxels)
     seed = int(seed)
 
     start = int(start_step) * int(batch_size)
@@ -183,28 +183,45 @@ def make_pair_dataset(
         out[order] = views[rows[order]]
         return out
 
-    def load_example(index, position):
-        view_seed = tf.stack([tf.constant(seed ^ _VIEW_SALT, tf.int64), position])
-        choice = tf.random.stateless_uniform(
-            [], seed=view_seed, minval=0, maxval=counts_t[index], dtype=tf.int64
-        )
-        row = offsets_t[index] + choice
-        noise_seed = tf.stack([tf.constant(seed ^ _NOISE_SALT, tf.int64), position])
+    def draw(index, position):
+        # One batch's random choices at once, keyed by (seed, the batch's first
+        # stream position): batches start at multiples of batch_size, also
+        # on resume, so a resumed stream draws exactly the same.
+        first = position[0]
+        view_seed = tf.stack([tf.constant(seed ^ _VIEW_SALT, tf.int64), first])
+        u = tf.random.stateless_uniform([batch_size], seed=view_seed, dtype=tf.float64)
+        count = tf.gather(counts_t, index)
+        choice = tf.minimum(tf.cast(u * tf.cast(count, tf.float64), tf.int64), count - 1)
+        noise_seed = tf.stack([tf.constant(seed ^ _NOISE_SALT, tf.int64), first])
         z = tf.random.stateless_uniform(
-            [num_noise, latent_dim], seed=noise_seed, minval=-1.0, maxval=1.0
+            [batch_size, num_noise, latent_dim], seed=noise_seed, minval=-1.0, maxval=1.0
         )
-        if cached:
-            return {"index": index, "view_row": row, "z": z}
-        image = decode_view(tf.io.read_file(flat_paths[row]), image_size)
-        return {"index": index, "image": image, "z": z}
+        return {"index": index, "view_row": tf.gather(offsets_t, index) + choice, "z": z}
+
+    def add_cached_views(batch):
+        rows = batch.pop("view_row")
+        image = tf.numpy_function(gather_views, [rows], tf.uint8, stateful=False)
+        image.set_shape([batch_size, image_size, image_size, 3])
+        batch["image"] = view_to_float(image)
+        return batch
+
+    def decode_example(example):
+        row = example.pop("view_row")
+        example["image"] = decode_view(tf.io.read_file(tf.gather(flat_paths, row)), image_size)
+        return example
+
+    packed_np = source.packed_voxels
+
+    def unpack_rows(index):
+        # numpy's unpackbits is ~10x faster here than the same in TF ops
+        # (measured: 3.5 vs 45 ms for 64 grids of 64^3), and reading the
+        # source's array in place keeps no second copy of the data set.
+        return np.unpackbits(packed_np[index], axis=1).reshape(len(index), res, res, res, 1)
 
     def add_voxels(batch):
-        batch["voxels"] = unpack_grids_tf(tf.gather(packed, batch["index"]), res)
-        if cached:
-            rows = batch.pop("view_row")
-            image = tf.numpy_function(gather_views, [rows], tf.uint8, stateful=False)
-            image.set_shape([batch_size, image_size, image_size, 3])
-            batch["image"] = view_to_float(image)
+        voxels = tf.numpy_function(unpack_rows, [batch["index"]], tf.uint8, stateful=False)
+        voxels.set_shape([batch_size, res, res, res, 1])
+        batch["voxels"] = voxels
         return batch
 
     options = tf.data.Options()
@@ -213,9 +230,19 @@ def make_pair_dataset(
         tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max)
         .flat_map(epoch_stream)
         .skip(offset)
-        .map(load_example, num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch_size, drop_remainder=True)
-        .map(add_voxels, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(draw)
+    )
+    if cached:
+        ds = ds.map(add_cached_views, num_parallel_calls=tf.data.AUTOTUNE)
+    else:  # decode the PNGs one by one, in parallel
+        ds = (
+            ds.unbatch()
+            .map(decode_example, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size, drop_remainder=True)
+        )
+    ds = (
+        ds.map(add_voxels, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
         .with_options(options)
     )
