@@ -10,7 +10,8 @@
 # (GE layer 1) and without; then Table 1 (linear SVM) and Table 2 (retrieval
 # mAP, Figure 4) on the test split with the randomly initialised DM of the
 # same architecture and seed as the floor. Then the mean and spread over
-# seeds (Welch's t-test between rows), a sheet of generated shapes and the
+# seeds (Welch's t-test between rows), retrieval under three feature scalings
+# (feature_diagnostics.py), a sheet of generated shapes and the
 # generation-quality metrics of the first seed's enhancer run.
 #
 # Every step is resumable: a finished training run is resumed at its last
@@ -67,6 +68,9 @@ tables=table1,table2
 python experiments/summarize_seeds.py --results_dirs="$(IFS=,; echo "${dirs[*]}")" \
     --tables="$tables" --output="$RESULTS/summary.md" --overwrite \
     --title="ModelNet10 at 32^3, seeds $SEEDS, $STEPS steps"
+
+python experiments/feature_diagnostics.py --results_dirs="$(IFS=,; echo "${dirs[*]}")" \
+    --output="$RESULTS/diagnostics.md" --overwrite
 
 first="${SEEDS%% *}"
 python tools/generate.py --run_dir="$RUNS/enhancer_s$first" --num_samples=16 \

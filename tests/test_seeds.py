@@ -99,3 +99,47 @@ def test_script_writes_markdown_and_json_and_refuses_to_overwrite(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert again.stderr.count("\n") == 1
+
+
+def test_feature_diagnostics_scalings(tmp_path):
+    """A feature whose class signal hides under one huge noisy dimension:
+    raw retrieval misses it, standardised retrieval finds it."""
+    from enhancer_gan.evaluation.features import save_features
+
+    rng = np.random.default_rng(0)
+    for label in ("hidden", "plain"):
+        for split, n in (("train", 60), ("test", 40)):
+            y = np.arange(n) % 2
+            x = np.zeros((n, 3), np.float32)
+            x[:, 0] = y * 0.1 + rng.normal(0, 0.01, n)  # the class, small scale
+            x[:, 1] = rng.normal(0, 100.0 if label == "hidden" else 0.01, n)  # loud noise
+            x[:, 2] = rng.normal(0, 0.01, n)
+            save_features(
+                str(tmp_path / "r" / "features" / label / f"{split}.npz"),
+                x,
+                y,
+                ("a", "b"),
+                [f"m{i}" for i in range(n)],
+                {"step": 1},
+            )
+    output = tmp_path / "diag.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "experiments", "feature_diagnostics.py"),
+            f"--results_dirs={tmp_path / 'r'}",
+            f"--output={output}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {
+        line.split("|")[2].strip(): [float(c) for c in line.split("|")[4:7]]
+        for line in output.read_text().splitlines()
+        if line.startswith("|") and ("hidden" in line or "plain" in line)
+    }
+    raw, standardized, _ = rows["hidden"]
+    assert raw < 70 and standardized > 80  # the loud dimension hid the class
+    assert min(rows["plain"][:2]) > 80
