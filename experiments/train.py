@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from enhancer_gan.cli import flags_parser  # noqa: E402
 from enhancer_gan.config import (  # noqa: E402
     DataConfig,
     ExperimentConfig,
@@ -211,18 +212,5 @@ def evaluate_generation(config: ExperimentConfig, step: int, num_samples: int) -
     print(f"Generation quality: {path}")
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, but a bad flag is one `error:` line and exit status 2.
-
-    Like a bad value caught by the configuration (see `main`), so a script
-    calling this one sees the same kind of failure for every wrong flag.
-    """
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=flags_parser(FLAGS))

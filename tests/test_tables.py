@@ -49,7 +49,7 @@ def run_script(relpath: str, *args: str) -> int:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
-    argv = module.parse_flags([relpath, *args])
+    argv = module.flags_parser(module.FLAGS)([relpath, *args])
     return module.main(argv)
 
 

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from enhancer_gan.cli import flags_parser  # noqa: E402
 from enhancer_gan.errors import ConfigError, EnhancerGanError  # noqa: E402
 
 flags.DEFINE_string("run_dir", None, "Training run folder (config.json, checkpoints/).")
@@ -113,14 +114,5 @@ def main(argv):
     return 0
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, but a bad flag is one `error:` line and exit status 2."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=flags_parser(FLAGS))
