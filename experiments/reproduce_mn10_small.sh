@@ -76,6 +76,9 @@ first="${SEEDS%% *}"
 python tools/generate.py --run_dir="$RUNS/enhancer_s$first" --num_samples=16 \
     --output_dir="$RESULTS/samples" --overwrite
 python tools/evaluate_generation.py --run_dir="$RUNS/enhancer_s$first" \
-    --dataset=archive --data_dir="$DATA" --split=test --num_samples=128 \
+    --reference=archive --data_dir="$DATA" --split=test --num_samples=128 \
     --max_reference=256 --output="$RESULTS/generation.json" --overwrite
+python tools/evaluate_generation.py --run_dir="$RUNS/enhancer_s$first" --random_init \
+    --reference=archive --data_dir="$DATA" --split=test --num_samples=128 \
+    --max_reference=256 --output="$RESULTS/generation_random_init.json" --overwrite
 echo "Done: $RESULTS/summary.md, $RESULTS/seed*/, $RESULTS/samples/, $RESULTS/generation.json"
