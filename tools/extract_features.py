@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from enhancer_gan.cli import flags_parser  # noqa: E402
 from enhancer_gan.errors import EnhancerGanError  # noqa: E402
 
 flags.DEFINE_string("run_dir", None, "Training run folder (config.json, checkpoints/).")
@@ -70,4 +71,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=flags_parser(FLAGS))

@@ -21,6 +21,7 @@ from absl import app, flags
 # Runnable as a plain script from a checkout (python tools/prepare_modelnet.py).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from enhancer_gan.cli import flags_parser  # noqa: E402
 from enhancer_gan.data import modelnet  # noqa: E402
 from enhancer_gan.errors import EnhancerGanError  # noqa: E402
 from enhancer_gan.io_utils import atomic_write_text, check_can_write  # noqa: E402
@@ -98,4 +99,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=flags_parser(FLAGS))
