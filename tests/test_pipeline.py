@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,7 +10,6 @@ from enhancer_gan.data.pipeline import (
     make_pair_dataset,
     pack_grids,
     unpack_grids,
-    unpack_grids_tf,
 )
 from enhancer_gan.errors import DataError
 from tests.helpers import tiny_source
@@ -23,7 +21,6 @@ def test_pack_unpack_round_trip(n, res, seed):
     packed = pack_grids(grids)
     assert packed.shape == (n, res**3 // 8)
     np.testing.assert_array_equal(unpack_grids(packed, res), grids)
-    np.testing.assert_array_equal(unpack_grids_tf(tf.constant(packed), res).numpy()[..., 0], grids)
 
 
 def _take(ds, k):

@@ -101,13 +101,6 @@ def unpack_grids(packed: np.ndarray, resolution: int) -> np.ndarray:
     return flat.reshape(-1, resolution, resolution, resolution)
 
 
-def unpack_grids_tf(packed: tf.Tensor, resolution: int) -> tf.Tensor:
-    """[B, R^3 / 8] uint8 -> [B, R, R, R, 1] uint8 in {0, 1}, in-graph."""
-    shifts = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], dtype=tf.uint8)
-    bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(packed[..., None], shifts), 1)
-    return tf.reshape(bits, [-1, resolution, resolution, resolution, 1])
-
-
 def decode_view_uint8(raw: tf.Tensor, image_size: int) -> tf.Tensor:
     """PNG bytes -> [S, S, 3] uint8, alpha composited on white, resized (antialiased)."""
     rgba = tf.cast(tf.io.decode_png(raw, channels=4), tf.float32) / 255.0

@@ -235,7 +235,8 @@ def train(
             seed=config.train.seed,
             progress=progress,
             log=log,
-            image_size=config.model.image_size,
+            # Only the enhancer looks at views: no decoded-view cache without it.
+            image_size=config.model.image_size if config.model.use_enhancer else None,
         )
     if source.resolution != config.model.resolution:
         raise ConfigError(
