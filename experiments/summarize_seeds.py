@@ -5,8 +5,10 @@
       --tables=table1,table2 --output=results/mn10_small/summary.md
 
 For each table, the rows of every folder's `<table>.json` are grouped by
-label: mean ± sample std, range, each value, and Welch's t-test between every
-pair of labels (a difference with p >= 0.05 is reported as within the noise).
+label: mean ± sample std, range and each value; then, for every pair of labels,
+the paired difference by folder (seed): its mean, 95% t-interval, n and each
+per-seed difference. An interval that contains 0 is reported as unresolved,
+never as "no difference".
 Writes the markdown and `<output stem>.json`; refuses to replace them without
 --overwrite.
 """
@@ -65,6 +67,11 @@ def main(argv):
             }
             for s in summaries:
                 print(f"{table} {s.label}: {s.mean:.2f} ± {s.std:.2f} over {s.count}")
+            for c in comparisons:
+                print(
+                    f"{table} {c.a} − {c.b}: {c.mean_difference:+.2f} "
+                    f"[{c.ci_low:.2f}, {c.ci_high:.2f}] over {c.n} paired; {c.verdict}"
+                )
         parent = os.path.dirname(os.path.abspath(FLAGS.output))
         os.makedirs(parent, exist_ok=True)
         atomic_write_text(FLAGS.output, "\n".join(lines))

@@ -39,27 +39,44 @@ def test_summaries_are_grouped_by_label_with_hand_worked_spread(tmp_path):
     assert we.values == (90.0, 92.0, 91.0) and we.sources == tuple(dirs)
     assert we.mean == pytest.approx(91.0) and we.std == pytest.approx(1.0)
     assert ri.mean == pytest.approx(87.5) and ri.std == pytest.approx(0.5)
-    # Welch by hand: t = 3.5 / sqrt(1/3 + 0.25/3), df = (5/12)^2 / ((1/3)^2/2 + (1/12)^2/2).
-    se2 = 1 / 3 + 0.25 / 3
-    t = 3.5 / math.sqrt(se2)
-    df = se2**2 / ((1 / 3) ** 2 / 2 + (0.25 / 3) ** 2 / 2)
-    from scipy import stats
+    # Paired by folder, by hand: d = (3, 4.5, 3), mean 3.5, sd = sqrt(0.75),
+    # t_{0.975, 2} = 4.302653 (printed t tables), half width 4.302653 * 0.5 = 2.1513.
+    c = seeds.paired(we, ri)
+    assert c.differences == pytest.approx((3.0, 4.5, 3.0)) and c.sources == tuple(dirs)
+    assert c.n == 3 and c.mean_difference == pytest.approx(3.5)
+    assert c.ci_low == pytest.approx(3.5 - 2.1513, abs=1e-3)
+    assert c.ci_high == pytest.approx(3.5 + 2.1513, abs=1e-3)
+    assert c.resolved and c.verdict.startswith("with_enhancer higher")
+    assert seeds.paired(ri, we).verdict.startswith("random_init lower")
 
-    c = seeds.welch(we, ri)
-    assert c.difference == pytest.approx(3.5)
-    assert c.p_value == pytest.approx(2 * stats.t.sf(t, df))
-    assert not c.within_noise  # p is about 0.02
+
+def test_pairing_follows_the_folder_not_the_position():
+    """Seed-to-seed variation shared by both labels cancels in a paired test:
+    a is b + 1 in every folder, so the interval is [1, 1] even though the
+    two columns overlap heavily (an unpaired test would call this noise)."""
+    b = seeds.Summary("b", (80.0, 90.0, 85.0), ("s0", "s1", "s2"))
+    a = seeds.Summary("a", (86.0, 81.0, 91.0), ("s2", "s0", "s1"))  # same seeds, other order
+    c = seeds.paired(a, b)
+    assert c.differences == pytest.approx((1.0, 1.0, 1.0)) and c.sources == ("s2", "s0", "s1")
+    assert (c.ci_low, c.ci_high) == pytest.approx((1.0, 1.0)) and c.resolved
 
 
-def test_overlapping_seeds_are_within_the_noise_and_one_seed_has_no_spread(tmp_path):
+def test_an_interval_containing_zero_is_unresolved_never_the_same():
     a = seeds.Summary("a", (90.0, 92.0, 88.0), ("x", "y", "z"))
     b = seeds.Summary("b", (91.0, 89.0, 90.5), ("x", "y", "z"))
-    assert seeds.welch(a, b).within_noise
+    c = seeds.paired(a, b)
+    assert c.ci_low < 0 < c.ci_high and not c.resolved
+    assert "unresolved" in c.verdict and "same" not in c.verdict
+    d = c.to_dict()
+    assert d["n"] == 3 and d["differences"] == pytest.approx([-1.0, 3.0, -2.5])
+    assert d["ci95"] == pytest.approx([c.ci_low, c.ci_high])
     single = seeds.Summary("c", (95.0,), ("x",))
-    assert math.isnan(single.std)
-    c = seeds.welch(single, a)
-    assert math.isnan(c.p_value) and c.within_noise
-    assert single.to_dict()["std"] is None
+    assert math.isnan(single.std) and single.to_dict()["std"] is None
+    one = seeds.paired(single, a)
+    assert one.n == 1 and math.isnan(one.ci_low) and not one.resolved
+    assert one.to_dict()["ci95"] == [None, None] and "no interval" in one.verdict
+    # Folders holding only one of the two labels are not paired.
+    assert seeds.paired(seeds.Summary("e", (1.0,), ("w",)), a).n == 0
 
 
 def test_a_folder_without_results_names_the_file(tmp_path):
@@ -94,8 +111,12 @@ def test_script_writes_markdown_and_json_and_refuses_to_overwrite(tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = output.read_text()
     assert "## table1" in text and "## table2" in text and "with_enhancer − random_init" in text
+    assert "95% CI" in text and "Welch" not in text
     payload = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert payload["tables"]["table2"]["summaries"][1]["mean"] == pytest.approx(48.0)
+    (comparison,) = payload["tables"]["table2"]["comparisons"]
+    assert comparison["n"] == 3 and len(comparison["differences"]) == 3
+    assert comparison["resolved"]  # 60-61 against 48 in every seed
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert again.stderr.count("\n") == 1

@@ -1,15 +1,19 @@
-"""Mean and spread of table results over repeated runs (seeds).
+"""Mean and spread of table results over repeated runs (seeds), and paired differences.
 
 The table scripts (`experiments/table1.py`, `table2.py`, `table3.py`) write
 one results folder per repetition, each with `<table>.json`. This module reads
 those folders, groups the rows by label, and reports per label the mean, the
-sample standard deviation, the range and the count, plus Welch's t-test
-between pairs of labels, so that a difference can be called real or within
-the noise with a stated rule rather than by eye.
+sample standard deviation, the range and the count.
 
-The rule (`within_noise`): a difference is within the noise when Welch's
-two-sided p-value is 0.05 or more, or when either side has fewer than two
-repetitions (no spread can be estimated from one number).
+Rows in one folder share a seed (same data order, same initial weights where
+the runs allow it), so two labels are compared PAIRED by folder: for every
+folder holding both labels, the difference a - b; then the mean of those
+differences with its 95% Student-t interval (n - 1 degrees of freedom), n, and
+each per-seed difference. The rule (`Comparison.verdict`): when the interval
+excludes zero the sign of the difference is resolved at 95%; when it contains
+zero the comparison is UNRESOLVED, and the interval says how large a
+difference the data still allow. An unresolved comparison never means "the
+same": with three seeds the interval is wide.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ TABLE_METRICS = {
     "table2": ("map_pct", "retrieval mAP (%)"),
     "table3": ("accuracy_pct", "classification accuracy (%)"),
 }
-NOISE_P_VALUE = 0.05
+CONFIDENCE = 0.95
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,30 +80,59 @@ class Summary:
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
-    """Welch's t-test of label `a` against label `b`.
+    """Label `a` against label `b`, paired by results folder (seed).
 
     Attributes:
       a, b: labels.
-      difference: mean(a) - mean(b), in the metric's units.
-      p_value: two-sided Welch p-value (NaN when either side has one value).
+      differences: value(a) - value(b) in each folder holding both, in folder order.
+      sources: those folders.
+      ci_low, ci_high: the 95% t-interval of the mean difference (NaN when n < 2).
     """
 
     a: str
     b: str
-    difference: float
-    p_value: float
+    differences: tuple[float, ...]
+    sources: tuple[str, ...]
+    ci_low: float
+    ci_high: float
 
     @property
-    def within_noise(self) -> bool:
-        return math.isnan(self.p_value) or self.p_value >= NOISE_P_VALUE
+    def n(self) -> int:
+        return len(self.differences)
+
+    @property
+    def mean_difference(self) -> float:
+        return float(np.mean(self.differences)) if self.differences else float("nan")
+
+    @property
+    def resolved(self) -> bool:
+        """True when the 95% interval excludes zero."""
+        return not math.isnan(self.ci_low) and (self.ci_low > 0 or self.ci_high < 0)
+
+    @property
+    def verdict(self) -> str:
+        if self.n < 2:
+            return f"unresolved: {self.n} paired seed(s), no interval"
+        if self.resolved:
+            return (
+                f"{self.a} {'higher' if self.mean_difference > 0 else 'lower'} (95% CI excludes 0)"
+            )
+        return "unresolved: 95% CI includes 0"
 
     def to_dict(self) -> dict[str, Any]:
+        def finite(x: float) -> float | None:
+            return None if math.isnan(x) else x
+
         return {
             "a": self.a,
             "b": self.b,
-            "difference": self.difference,
-            "p_value": None if math.isnan(self.p_value) else self.p_value,
-            "within_noise": self.within_noise,
+            "n": self.n,
+            "differences": list(self.differences),
+            "sources": list(self.sources),
+            "mean_difference": finite(self.mean_difference),
+            "ci95": [finite(self.ci_low), finite(self.ci_high)],
+            "resolved": self.resolved,
+            "verdict": self.verdict,
         }
 
 
@@ -148,24 +181,34 @@ def summarize(results_dirs: Sequence[str], table: str) -> list[Summary]:
     ]
 
 
-def welch(a: Summary, b: Summary) -> Comparison:
-    """Welch's unequal-variance t-test between two labels' repetitions."""
+def paired(a: Summary, b: Summary, confidence: float = CONFIDENCE) -> Comparison:
+    """a - b per shared folder, with the t-interval of the mean difference.
+
+    The interval is mean(d) ± t_{(1+confidence)/2, n-1} · sd(d) / sqrt(n),
+    sd with ddof=1; NaN bounds when fewer than two folders hold both labels.
+    """
     from scipy import stats
 
-    difference = a.mean - b.mean
-    if a.count < 2 or b.count < 2:
-        return Comparison(a.label, b.label, difference, float("nan"))
-    if np.std(a.values) == 0 and np.std(b.values) == 0:
-        p = 1.0 if difference == 0 else 0.0
-    else:
-        p = float(stats.ttest_ind(a.values, b.values, equal_var=False).pvalue)
-    return Comparison(a.label, b.label, difference, p)
+    b_by_source = dict(zip(b.sources, b.values))
+    pairs = [(s, va - b_by_source[s]) for s, va in zip(a.sources, a.values) if s in b_by_source]
+    differences = tuple(d for _, d in pairs)
+    sources = tuple(s for s, _ in pairs)
+    n = len(differences)
+    if n < 2:
+        return Comparison(a.label, b.label, differences, sources, float("nan"), float("nan"))
+    mean = float(np.mean(differences))
+    half = (
+        float(stats.t.ppf((1 + confidence) / 2, n - 1))
+        * float(np.std(differences, ddof=1))
+        / math.sqrt(n)
+    )
+    return Comparison(a.label, b.label, differences, sources, mean - half, mean + half)
 
 
 def compare_all(summaries: Sequence[Summary]) -> list[Comparison]:
-    """Every ordered pair (earlier label first), as `welch`."""
+    """Every ordered pair (earlier label first), as `paired`."""
     return [
-        welch(summaries[i], summaries[j])
+        paired(summaries[i], summaries[j])
         for i in range(len(summaries))
         for j in range(i + 1, len(summaries))
     ]
@@ -176,7 +219,7 @@ def _fmt(x: float) -> str:
 
 
 def summary_markdown(table: str, summaries: Sequence[Summary], comparisons) -> str:
-    """A markdown section: mean ± std per label, then the pairwise tests."""
+    """A markdown section: mean ± std per label, then the paired differences."""
     from enhancer_gan.evaluation.tables import markdown_table
 
     name = TABLE_METRICS[table][1]
@@ -197,11 +240,14 @@ def summary_markdown(table: str, summaries: Sequence[Summary], comparisons) -> s
         pairs = [
             [
                 f"{c.a} − {c.b}",
-                f"{c.difference:+.2f}",
-                _fmt(c.p_value),
-                "within the noise" if c.within_noise else "real (p < 0.05)",
+                c.n,
+                f"{c.mean_difference:+.2f}",
+                f"[{_fmt(c.ci_low)}, {_fmt(c.ci_high)}]",
+                ", ".join(f"{d:+.2f}" for d in c.differences),
+                c.verdict,
             ]
             for c in comparisons
         ]
-        lines.append(markdown_table(["difference", "points", "Welch p", "verdict"], pairs))
+        header = ["paired difference", "n", "mean (points)", "95% CI", "per seed", "verdict"]
+        lines.append(markdown_table(header, pairs))
     return "\n".join(lines)
