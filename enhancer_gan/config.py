@@ -27,7 +27,17 @@ SHAPENET_SYNSETS = {
     "watercraft": "04530566",
 }
 
-DATASET_KINDS = ("synthetic", "r2n2", "shapenet_v2", "modelnet", "archive")
+DATASET_KINDS = ("synthetic", "r2n2", "r2n2_v2", "shapenet_v2", "modelnet", "archive")
+# Kinds whose grid files exist at one side only: {kind: (side, what would work instead)}.
+# Checked with the model's resolution when the configuration is built, so a
+# preset that cannot run fails before anything is written.
+FIXED_RESOLUTION_KINDS = {
+    "r2n2": (
+        32,
+        "--dataset=r2n2_v2 (ShapeNetCore v2 voxels or meshes paired with the same "
+        "3D-R2N2 renders) or --resolution=32",
+    ),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,11 +92,17 @@ class DataConfig:
 
     Attributes:
       kind: 'synthetic' (built-in procedural shapes, generated on demand into
-        `data_dir`), 'r2n2' (ShapeNetVox32 + ShapeNetRendering), 'shapenet_v2'
+        `data_dir`), 'r2n2' (ShapeNetVox32 + ShapeNetRendering, 32^3 only),
+        'r2n2_v2' (the paper's pairs: ShapeNetCore v2 solid binvox, or its
+        meshes voxelized, at 32^3/64^3 + the 3D-R2N2 renders), 'shapenet_v2'
         (ShapeNetCore v2 solid binvox, views rendered by the project),
         'modelnet' (.off meshes, voxelized into a cache, views rendered) or
         'archive' (an .npz voxel archive such as modelnet10_vox32.npz).
       data_dir: root folder (or archive file) of the data set.
+      voxel_dir, render_dir: for 'r2n2' / 'r2n2_v2', the voxel root
+        (ShapeNetVox32 or ShapeNetCore.v2) and the ShapeNetRendering root when
+        they are not `<data_dir>/ShapeNetVox32` (or `<data_dir>/ShapeNetCore.v2`)
+        and `<data_dir>/ShapeNetRendering`.
       categories: category names (keys of SHAPENET_SYNSETS for ShapeNet
         kinds; class names for ModelNet/synthetic); empty = all.
       cache_dir: where decoded grids are cached as packed bits ('' = in
@@ -103,6 +119,8 @@ class DataConfig:
     split: str = "train"
     num_synthetic_per_category: int = 60
     views_per_model: int = 4
+    voxel_dir: str = ""
+    render_dir: str = ""
 
     def __post_init__(self):
         if self.kind not in DATASET_KINDS:
@@ -111,15 +129,23 @@ class DataConfig:
             raise ConfigError(f"split must be 'train' or 'test', got {self.split!r}")
         # The built-in data set has the same seven categories as ShapeNet;
         # checking here refuses a typo before the run folder is created.
-        if self.kind in ("r2n2", "shapenet_v2", "synthetic"):
+        if self.kind in ("r2n2", "r2n2_v2", "shapenet_v2", "synthetic"):
             unknown = [c for c in self.categories if c not in SHAPENET_SYNSETS]
             if unknown:
                 raise ConfigError(
                     f"unknown ShapeNet categor{'y' if len(unknown) == 1 else 'ies'} "
                     f"{', '.join(unknown)}; known: {', '.join(SHAPENET_SYNSETS)}"
                 )
-        if self.kind != "synthetic" and not self.data_dir:
-            raise ConfigError(f"dataset kind {self.kind!r} needs a data_dir")
+        if (self.voxel_dir or self.render_dir) and self.kind not in ("r2n2", "r2n2_v2"):
+            raise ConfigError(
+                f"voxel_dir/render_dir are for r2n2 and r2n2_v2 data, not {self.kind}"
+            )
+        both = self.voxel_dir and self.render_dir
+        if self.kind != "synthetic" and not self.data_dir and not both:
+            raise ConfigError(
+                f"dataset kind {self.kind!r} needs a data_dir"
+                + (" (or both voxel_dir and render_dir)" if self.kind.startswith("r2n2") else "")
+            )
         if self.num_synthetic_per_category < 1 or self.views_per_model < 1:
             raise ConfigError("num_synthetic_per_category and views_per_model must be positive")
         object.__setattr__(self, "categories", tuple(self.categories))
@@ -186,6 +212,14 @@ class ExperimentConfig:
     train: TrainConfig = TrainConfig()
     run_dir: str = ""
 
+    def __post_init__(self):
+        fixed = FIXED_RESOLUTION_KINDS.get(self.data.kind)
+        if fixed and self.model.resolution != fixed[0]:
+            raise ConfigError(
+                f"dataset {self.data.kind} has {fixed[0]}^3 grids only, the model needs "
+                f"{self.model.resolution}^3; use {fixed[1]}"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -226,6 +260,8 @@ RESUMABLE_FIELDS = frozenset(
         "train.num_samples",
         "train.jit_compile",
         "data.data_dir",
+        "data.voxel_dir",
+        "data.render_dir",
         "data.cache_dir",
         "run_dir",
     }
