@@ -62,10 +62,21 @@ flags.DEFINE_enum(
 flags.DEFINE_enum(
     "dataset",
     _D.kind,
-    ["synthetic", "r2n2", "shapenet_v2", "modelnet", "archive"],
-    "Data set kind.",
+    ["synthetic", "r2n2", "r2n2_v2", "shapenet_v2", "modelnet", "archive"],
+    "Data set kind: r2n2 = ShapeNetVox32 + 3D-R2N2 renders (32^3 only); r2n2_v2 = the "
+    "paper's pairs, ShapeNetCore v2 voxels (or meshes) + 3D-R2N2 renders (32^3 or 64^3).",
 )
 flags.DEFINE_string("data_dir", _D.data_dir, "Data root (or .npz archive). Empty: built-in.")
+flags.DEFINE_string(
+    "voxel_dir",
+    _D.voxel_dir,
+    "r2n2/r2n2_v2: the ShapeNetVox32 or ShapeNetCore.v2 folder, if not under --data_dir.",
+)
+flags.DEFINE_string(
+    "render_dir",
+    _D.render_dir,
+    "r2n2/r2n2_v2: the ShapeNetRendering folder, if not under --data_dir.",
+)
 flags.DEFINE_list("categories", list(_D.categories), "Categories to train on (empty = all).")
 flags.DEFINE_string("cache_dir", _D.cache_dir, "Voxel/view cache folder (default run_dir/cache).")
 flags.DEFINE_enum("split", _D.split, ["train", "test"], "ModelNet/archive split to train on.")
@@ -117,6 +128,8 @@ def config_from_flags() -> ExperimentConfig:
         data=DataConfig(
             kind=FLAGS.dataset,
             data_dir=FLAGS.data_dir,
+            voxel_dir=FLAGS.voxel_dir,
+            render_dir=FLAGS.render_dir,
             categories=tuple(FLAGS.categories),
             cache_dir=FLAGS.cache_dir,
             split=FLAGS.split,
@@ -160,8 +173,11 @@ def main(argv):
         if FLAGS.dry_run:
             print(config.to_json(), end="")
             return 0
-        if config.data.kind != "synthetic" and not os.path.exists(config.data.data_dir):
-            raise EnhancerGanError(f"--data_dir {config.data.data_dir}: no such file or folder")
+        data = config.data
+        for flag in ("data_dir", "voxel_dir", "render_dir"):
+            path = getattr(data, flag)
+            if data.kind != "synthetic" and path and not os.path.exists(path):
+                raise EnhancerGanError(f"--{flag} {path}: no such file or folder")
         from enhancer_gan.training.loop import train
 
         result = train(config, strategy=_strategy(FLAGS.strategy))
