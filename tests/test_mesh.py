@@ -8,7 +8,7 @@ import trimesh
 
 from enhancer_gan.errors import DataError
 from enhancer_gan.voxels.binvox import read_binvox
-from enhancer_gan.voxels.mesh import voxels_to_mesh, write_obj, write_ply
+from enhancer_gan.voxels.mesh import mesh_summary, voxels_to_mesh, write_obj, write_ply
 
 CHAIR_ID = "1a6f615e8b1b5ae4dbbc9440457e303e"  # in every sample folder
 
@@ -107,3 +107,38 @@ def test_real_chair_mesh_is_closed_and_upright(shared_data):
     # The chair is taller (y) than it is wide or deep: y is up in the mesh.
     extent = vertices.max(axis=0) - vertices.min(axis=0)
     assert extent[1] == extent.max()
+
+
+def test_mesh_summary_reads_back_from_the_event_file(tmp_path):
+    """The mesh plugin's vertex and face tensors are in the event file, equal
+    to voxels_to_mesh's output shifted to the origin; empty grids are skipped."""
+    import tensorflow as tf
+
+    grids = np.zeros((3, 6, 6, 6), bool)
+    grids[0, 1:4, 2:5, 1:3] = True
+    grids[2, 2:4, 2:4, 2:4] = True  # grids[1] is empty
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default(step=7):
+        assert mesh_summary("samples/meshes", grids, max_outputs=3) == 2
+    writer.close()
+    found = {}
+    for path in tmp_path.iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                found[value.tag] = (event.step, tf.make_ndarray(value.tensor))
+    assert set(found) == {
+        "samples/meshes/0_VERTEX",
+        "samples/meshes/0_FACE",
+        "samples/meshes/2_VERTEX",
+        "samples/meshes/2_FACE",
+    }
+    for i in (0, 2):
+        vertices, faces = voxels_to_mesh(grids[i])
+        step, got_vertices = found[f"samples/meshes/{i}_VERTEX"]
+        assert step == 7
+        np.testing.assert_allclose(got_vertices, (vertices - 0.5)[None], atol=1e-6)
+        np.testing.assert_array_equal(found[f"samples/meshes/{i}_FACE"][1], faces[None])
+    # The box 1:4 x 2:5 x 1:3 spans these voxel faces, centred on the origin.
+    v0 = found["samples/meshes/0_VERTEX"][1][0]
+    np.testing.assert_allclose(v0.min(0), np.array([1, 2, 1]) / 6 - 0.5, atol=1e-6)
+    np.testing.assert_allclose(v0.max(0), np.array([4, 5, 3]) / 6 - 0.5, atol=1e-6)

@@ -130,7 +130,7 @@ def _sample_noise(config: ExperimentConfig) -> tf.Tensor:
 
 def write_samples(trainer, z, step: int, run_dir: str, writer) -> str:
     """Renders generated shapes (and GE's images) to TensorBoard and a PNG sheet."""
-    from enhancer_gan.voxels import sheet
+    from enhancer_gan.voxels import mesh, sheet
 
     voxels, outputs = trainer.generate(z, training=False)
     grids = voxels.numpy()[..., 0] > 0.5
@@ -141,6 +141,7 @@ def write_samples(trainer, z, step: int, run_dir: str, writer) -> str:
         tf.summary.image("samples/voxels", picture[None], max_outputs=1)
         tf.summary.scalar("samples/occupancy", float(grids.mean()))
         tf.summary.histogram("samples/voxel_values", voxels)
+        mesh.mesh_summary("samples/meshes", grids)
         if outputs is not None:
             images = sheet.image_grid(outputs["image"].numpy(), ncols=min(8, len(grids)))
             tf.summary.image("samples/enhancer_images", images[None], max_outputs=1)
