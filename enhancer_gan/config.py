@@ -168,6 +168,25 @@ class TrainConfig:
       mixed_precision: float16 compute (GPU).
       jit_compile: XLA for the train step (slow on CPU, see SPEC.md).
       num_samples: voxel samples rendered to TensorBoard/sheets.
+
+    Training recipe (docs/RESULTS.md measures each). Every default keeps the
+    paper's recipe: one learning rate, every discriminator update applied,
+    hard 0/1 labels, no noise, no regulariser.
+      discriminator_learning_rate, generator_learning_rate: Adam learning
+        rates of DE + DM and of GE + GM (+ the latent projector); 0 = use
+        `learning_rate` (3D-GAN used D 1e-5, G 2.5e-3).
+      discriminator_gate: skip a discriminator's update when its accuracy on
+        the current batch (real and generated halves) is above this value,
+        before the update (3D-GAN: 0.8); 1 = never skip (the paper). Each
+        discriminator is gated by its own accuracy; skipped updates are
+        counted (`gate/*_skipped`).
+      instance_noise: std of Gaussian noise added to DM's inputs, real and
+        generated alike, annealed linearly to 0 at `instance_noise_steps`
+        (0 = at num_steps). Hides the exact-0/1-versus-soft cue early on.
+      real_label: DM's and DE's target for real inputs; < 1 is one-sided
+        label smoothing (0.9 is common; generated targets stay 0).
+      r1_gamma: weight of the R1 penalty gamma/2 E||grad_x D(x_real)||^2 on
+        DM (Mescheder et al. 2018); 0 = off.
     """
 
     batch_size: int = 64
@@ -184,6 +203,23 @@ class TrainConfig:
     mixed_precision: bool = False
     jit_compile: bool = False
     num_samples: int = 16
+    discriminator_learning_rate: float = 0.0
+    generator_learning_rate: float = 0.0
+    discriminator_gate: float = 1.0
+    instance_noise: float = 0.0
+    instance_noise_steps: int = 0
+    real_label: float = 1.0
+    r1_gamma: float = 0.0
+
+    @property
+    def d_learning_rate(self) -> float:
+        """The discriminators' Adam learning rate."""
+        return self.discriminator_learning_rate or self.learning_rate
+
+    @property
+    def g_learning_rate(self) -> float:
+        """The generators' Adam learning rate."""
+        return self.generator_learning_rate or self.learning_rate
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -201,6 +237,22 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_checkpoints < 1 or self.num_samples < 1:
             raise ConfigError("max_checkpoints and num_samples must be positive")
+        if self.discriminator_learning_rate < 0 or self.generator_learning_rate < 0:
+            raise ConfigError(
+                "discriminator_learning_rate and generator_learning_rate must be >= 0 "
+                "(0 = use learning_rate)"
+            )
+        if not 0.5 <= self.discriminator_gate <= 1.0:
+            raise ConfigError(
+                f"discriminator_gate must be in [0.5, 1] (1 = never skip), "
+                f"got {self.discriminator_gate}"
+            )
+        if self.instance_noise < 0 or self.instance_noise_steps < 0:
+            raise ConfigError("instance_noise and instance_noise_steps must be >= 0")
+        if not 0.5 < self.real_label <= 1.0:
+            raise ConfigError(f"real_label must be in (0.5, 1], got {self.real_label}")
+        if self.r1_gamma < 0:
+            raise ConfigError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
 
 
 @dataclasses.dataclass(frozen=True)

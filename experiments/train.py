@@ -107,6 +107,34 @@ flags.DEFINE_integer("seed", _T.seed, "Seed of weights, data order and noise.")
 flags.DEFINE_bool("mixed_precision", _T.mixed_precision, "float16 compute (GPUs).")
 flags.DEFINE_bool("jit_compile", _T.jit_compile, "XLA-compile the train step (off on CPU).")
 flags.DEFINE_integer("num_samples", _T.num_samples, "Shapes in each sample sheet.")
+# Training recipe beyond the paper (defaults = the paper's recipe; docs/RESULTS.md).
+flags.DEFINE_float(
+    "discriminator_learning_rate",
+    _T.discriminator_learning_rate,
+    "Adam learning rate of DE and DM (0 = --learning_rate).",
+)
+flags.DEFINE_float(
+    "generator_learning_rate",
+    _T.generator_learning_rate,
+    "Adam learning rate of GE and GM (0 = --learning_rate).",
+)
+flags.DEFINE_float(
+    "discriminator_gate",
+    _T.discriminator_gate,
+    "Skip a discriminator's update when its batch accuracy exceeds this (1 = never).",
+)
+flags.DEFINE_float(
+    "instance_noise", _T.instance_noise, "Std of Gaussian noise on DM's inputs (annealed to 0)."
+)
+flags.DEFINE_integer(
+    "instance_noise_steps",
+    _T.instance_noise_steps,
+    "Step at which instance noise reaches 0 (0 = --num_steps).",
+)
+flags.DEFINE_float(
+    "real_label", _T.real_label, "Discriminators' target for real inputs (<1: label smoothing)."
+)
+flags.DEFINE_float("r1_gamma", _T.r1_gamma, "Weight of the R1 gradient penalty on DM (0 = off).")
 
 FLAGS = flags.FLAGS
 
@@ -151,6 +179,13 @@ def config_from_flags() -> ExperimentConfig:
             mixed_precision=FLAGS.mixed_precision,
             jit_compile=FLAGS.jit_compile,
             num_samples=FLAGS.num_samples,
+            discriminator_learning_rate=FLAGS.discriminator_learning_rate,
+            generator_learning_rate=FLAGS.generator_learning_rate,
+            discriminator_gate=FLAGS.discriminator_gate,
+            instance_noise=FLAGS.instance_noise,
+            instance_noise_steps=FLAGS.instance_noise_steps,
+            real_label=FLAGS.real_label,
+            r1_gamma=FLAGS.r1_gamma,
         ),
         run_dir=FLAGS.run_dir or "",
     )

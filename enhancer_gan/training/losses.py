@@ -23,9 +23,26 @@ def _flat(logits: tf.Tensor) -> tf.Tensor:
     return tf.reshape(tf.cast(logits, tf.float32), [-1])
 
 
-def discriminator_loss(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
-    """Per-example binary cross-entropy of a discriminator: [B]."""
-    return tf.nn.softplus(-_flat(real_logits)) + tf.nn.softplus(_flat(fake_logits))
+def discriminator_loss(
+    real_logits: tf.Tensor, fake_logits: tf.Tensor, real_label: float = 1.0
+) -> tf.Tensor:
+    """Per-example binary cross-entropy of a discriminator: [B].
+
+    `real_label` < 1 is one-sided label smoothing: the real target becomes
+    t, so the real term is t softplus(-l) + (1 - t) softplus(l); generated
+    inputs keep the target 0.
+    """
+    real = _flat(real_logits)
+    real_term = tf.nn.softplus(-real)
+    if real_label != 1.0:
+        real_term = real_label * real_term + (1.0 - real_label) * tf.nn.softplus(real)
+    return real_term + tf.nn.softplus(_flat(fake_logits))
+
+
+def r1_penalty(gradients: tf.Tensor) -> tf.Tensor:
+    """Per-example ||grad_x D(x)||^2 over all but the batch axis: [B]."""
+    g = tf.cast(gradients, tf.float32)
+    return tf.reduce_sum(tf.square(tf.reshape(g, [tf.shape(g)[0], -1])), axis=1)
 
 
 def generator_loss(fake_logits: tf.Tensor, kind: str = "non_saturating") -> tf.Tensor:

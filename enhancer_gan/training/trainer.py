@@ -11,6 +11,14 @@ on every replica of the current `tf.distribute` strategy:
      own z (z1, z2, ...): GE and GM minimise L = LE + LM jointly, so GE's
      layers up to i also learn from LM through GM (paper eq. 4).
 
+Recipe options beyond the paper (TrainConfig; all off by default): separate
+discriminator/generator learning rates, discriminator gating (skip a
+discriminator's update when its accuracy on the batch is above a threshold),
+annealed instance noise on DM's inputs, one-sided label smoothing and an R1
+penalty on DM. Skipped updates are not applied at all (no Adam step), so each
+discriminator optimiser's `iterations` counts the updates it made, and every
+generator optimiser's counts `generator_steps_per_discriminator_step` per step.
+
 z comes in with the batch (`batch["z"]: [B, 1 + n_g, latent]`), drawn by the
 input pipeline from a stateless RNG keyed by the example's position in the
 data stream: a resumed or distributed run sees exactly the same noise as an
@@ -41,11 +49,17 @@ METRIC_NAMES = (
     "enhancer/d_real",
     "enhancer/d_fake",
     "enhancer/d_accuracy",
+    "gate/voxel_discriminator_skipped",
+    "gate/enhancer_discriminator_skipped",
+    "voxel/instance_noise",
 )
 
+# Salt of the stateless RNG that draws instance noise (see `_instance_noise`).
+_NOISE_SALT = 0x1A5E
 
-def _adam(config: TrainConfig, name: str) -> keras.optimizers.Optimizer:
-    opt = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=config.beta1, name=name)
+
+def _adam(config: TrainConfig, name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    opt = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=config.beta1, name=name)
     if config.mixed_precision:
         opt = keras.optimizers.LossScaleOptimizer(opt, name=f"{name}_loss_scale")
     return opt
@@ -68,18 +82,21 @@ class GanTrainer(tf.Module):
 
         # One optimiser per network (SPEC.md). Without the enhancer, the
         # latent projector is GM's input layer and shares GM's optimiser.
+        g_lr, d_lr = train_config.g_learning_rate, train_config.d_learning_rate
         self.optimizers = {
-            "voxel_generator": _adam(train_config, "voxel_generator_adam"),
-            "voxel_discriminator": _adam(train_config, "voxel_discriminator_adam"),
+            "voxel_generator": _adam(train_config, "voxel_generator_adam", g_lr),
+            "voxel_discriminator": _adam(train_config, "voxel_discriminator_adam", d_lr),
         }
         self.variables_of = {
             "voxel_generator": list(nets.voxel_generator.trainable_variables),
             "voxel_discriminator": list(nets.voxel_discriminator.trainable_variables),
         }
         if self.use_enhancer:
-            self.optimizers["enhancer_generator"] = _adam(train_config, "enhancer_generator_adam")
+            self.optimizers["enhancer_generator"] = _adam(
+                train_config, "enhancer_generator_adam", g_lr
+            )
             self.optimizers["enhancer_discriminator"] = _adam(
-                train_config, "enhancer_discriminator_adam"
+                train_config, "enhancer_discriminator_adam", d_lr
             )
             self.variables_of["enhancer_generator"] = list(
                 nets.enhancer_generator.trainable_variables
@@ -105,7 +122,8 @@ class GanTrainer(tf.Module):
         self.metrics = {
             name: keras.metrics.Mean(name=f"train/{name}")
             for name in METRIC_NAMES
-            if self.use_enhancer or not name.startswith(("enhancer", "loss/enhancer"))
+            if self.use_enhancer
+            or not name.startswith(("enhancer", "loss/enhancer", "gate/enhancer"))
         }
         self._strategy = tf.distribute.get_strategy()
         replica_fn = self._replica_step
@@ -154,6 +172,46 @@ class GanTrainer(tf.Module):
         for name, g in grads.items():
             self.optimizers[name].apply_gradients(zip(g, self.variables_of[name]))
 
+    def _apply_gated(self, grads, accuracies):
+        """Discriminator updates; each skipped when its batch accuracy > the gate.
+
+        Returns {name: 1.0 if skipped else 0.0}. The accuracy is the global
+        batch's (summed over replicas), so every replica takes the same branch.
+        """
+        gate = self.train_config.discriminator_gate
+        if gate >= 1.0:
+            self._apply(grads)
+            return {name: tf.constant(0.0) for name in grads}
+        ctx = tf.distribute.get_replica_context()
+        skipped = {}
+        for name, g in grads.items():
+            acc = ctx.all_reduce(tf.distribute.ReduceOp.SUM, accuracies[name])
+            apply = acc <= gate
+
+            def update(name=name, g=g):
+                self.optimizers[name].apply_gradients(zip(g, self.variables_of[name]))
+                return tf.constant(0.0)
+
+            skipped[name] = tf.cond(apply, update, lambda: tf.constant(1.0))
+        return skipped
+
+    def instance_noise_std(self) -> tf.Tensor:
+        """sigma_t = instance_noise * max(0, 1 - step / anneal steps)."""
+        cfg = self.train_config
+        steps = cfg.instance_noise_steps or cfg.num_steps
+        frac = tf.cast(self.step, tf.float32) / float(steps)
+        return cfg.instance_noise * tf.maximum(0.0, 1.0 - frac)
+
+    def _instance_noise(self, x: tf.Tensor, which: int) -> tf.Tensor:
+        """x + N(0, sigma_t^2), keyed by (seed, step, replica, which): reproducible."""
+        if self.train_config.instance_noise <= 0:
+            return x
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        key = (self.step * 64 + tf.cast(replica, tf.int64)) * 8 + which
+        seed = tf.stack([tf.constant(self.train_config.seed, tf.int64) + _NOISE_SALT, key])
+        noise = tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=x.dtype)
+        return x + tf.cast(self.instance_noise_std(), x.dtype) * noise
+
     def _replica_step(self, batch):
         cfg = self.train_config
         nets = self.networks
@@ -169,32 +227,54 @@ class GanTrainer(tf.Module):
         # 1. Discriminators (DE and DM) on real pairs and on detached fakes.
         fake_voxels, fake_outputs = self.generate(z[:, 0], training=True)
         fake_voxels = tf.stop_gradient(fake_voxels)
+        dm_real_in = self._instance_noise(real_voxels, 0)
+        dm_fake_in = self._instance_noise(fake_voxels, 1)
         with tf.GradientTape(persistent=persistent) as tape:
-            dm_real = nets.voxel_discriminator(real_voxels, training=True)["logits"]
-            dm_fake = nets.voxel_discriminator(fake_voxels, training=True)["logits"]
-            d_loss = avg(losses.discriminator_loss(dm_real, dm_fake))
+            if cfg.r1_gamma > 0:
+                with tf.GradientTape() as r1_tape:
+                    r1_tape.watch(dm_real_in)
+                    dm_real = nets.voxel_discriminator(dm_real_in, training=True)["logits"]
+                    real_sum = tf.reduce_sum(tf.cast(dm_real, tf.float32))
+                grad_real = r1_tape.gradient(real_sum, dm_real_in)
+            else:
+                dm_real = nets.voxel_discriminator(dm_real_in, training=True)["logits"]
+            dm_fake = nets.voxel_discriminator(dm_fake_in, training=True)["logits"]
+            d_loss = avg(losses.discriminator_loss(dm_real, dm_fake, cfg.real_label))
             out["loss/voxel_discriminator"] = d_loss
+            if cfg.r1_gamma > 0:
+                d_loss = d_loss + 0.5 * cfg.r1_gamma * avg(losses.r1_penalty(grad_real))
             if self.use_enhancer:
                 fake_images = tf.stop_gradient(fake_outputs["image"])
                 de_real = nets.enhancer_discriminator(real_images, training=True)
                 de_fake = nets.enhancer_discriminator(fake_images, training=True)
-                de_loss = avg(losses.discriminator_loss(de_real, de_fake))
+                de_loss = avg(losses.discriminator_loss(de_real, de_fake, cfg.real_label))
                 out["loss/enhancer_discriminator"] = de_loss
                 d_loss = d_loss + de_loss
             scaled = self._scaled_losses(d_loss, self.discriminator_names)
-        self._apply(self._gradients(tape, scaled, self.discriminator_names))
+        accuracies = {"voxel_discriminator": avg(losses.accuracy(dm_real, dm_fake))}
+        if self.use_enhancer:
+            accuracies["enhancer_discriminator"] = avg(losses.accuracy(de_real, de_fake))
+        skipped = self._apply_gated(
+            self._gradients(tape, scaled, self.discriminator_names), accuracies
+        )
         del tape
+        for name, value in skipped.items():
+            # Each replica reports the (shared) decision / num_replicas: the sum is 0 or 1.
+            out[f"gate/{name}_skipped"] = value / self._strategy.num_replicas_in_sync
+        out["voxel/instance_noise"] = self.instance_noise_std() / (
+            self._strategy.num_replicas_in_sync
+        )
 
         out["voxel/d_real"] = avg(tf.sigmoid(tf.reshape(dm_real, [-1])))
         out["voxel/d_fake"] = avg(tf.sigmoid(tf.reshape(dm_fake, [-1])))
-        out["voxel/d_accuracy"] = avg(losses.accuracy(dm_real, dm_fake))
+        out["voxel/d_accuracy"] = accuracies["voxel_discriminator"]
         out["voxel/real_occupancy"] = avg(
             tf.reduce_mean(tf.cast(real_voxels > 0.5, tf.float32), axis=[1, 2, 3, 4])
         )
         if self.use_enhancer:
             out["enhancer/d_real"] = avg(tf.sigmoid(tf.reshape(de_real, [-1])))
             out["enhancer/d_fake"] = avg(tf.sigmoid(tf.reshape(de_fake, [-1])))
-            out["enhancer/d_accuracy"] = avg(losses.accuracy(de_real, de_fake))
+            out["enhancer/d_accuracy"] = accuracies["enhancer_discriminator"]
 
         # 2. Generators, n_g times with fresh z: minimise L = LE + LM jointly.
         g_sums = {"loss/voxel_generator": 0.0, "loss/enhancer_generator": 0.0}
@@ -202,7 +282,8 @@ class GanTrainer(tf.Module):
         for k in range(n_g):
             with tf.GradientTape(persistent=persistent) as tape:
                 voxels, outputs = self.generate(z[:, 1 + k], training=True)
-                logits = nets.voxel_discriminator(voxels, training=True)["logits"]
+                judged = self._instance_noise(voxels, 2 + k)
+                logits = nets.voxel_discriminator(judged, training=True)["logits"]
                 g_loss = avg(losses.generator_loss(logits, cfg.generator_loss))
                 g_sums["loss/voxel_generator"] += g_loss
                 if self.use_enhancer:
