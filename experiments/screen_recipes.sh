@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Screening of training recipes for docs/RESULTS.md ("Finding a recipe that
+# learns"): every recipe on ONE seed at the small protocol (ModelNet10 train
+# split at 32^3, 1/8 width, batch 32, STEPS steps, a checkpoint every EVERY
+# steps). Recipes are scored afterwards on a validation split carved from the
+# train split by experiments/feature_curve.py; the test split is not touched.
+#
+#   bash experiments/screen_recipes.sh                      # all recipes, seed 0
+#   RECIPES="paper d_lr_1e-5" SEED=1 bash experiments/screen_recipes.sh
+#
+# Resumable: a finished run is resumed at its last step (nothing to do).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SEED="${SEED:-0}"
+STEPS="${STEPS:-300}"
+EVERY="${EVERY:-50}"
+DATA="${DATA:-../shared/data/modelnet10_vox32.npz}"
+RUNS="${RUNS:-runs/recipes}"
+CACHE="${CACHE:-data_cache/mn10_vox32}"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+
+# name -> flags. "paper" is the paper's recipe (every default).
+declare -A RECIPE=(
+    [paper]=""
+    [d_lr_1e-5]="--discriminator_learning_rate=1e-5"
+    [gate_0.8]="--discriminator_gate=0.8"
+    [3dgan]="--discriminator_learning_rate=1e-5 --generator_learning_rate=2.5e-3 --discriminator_gate=0.8"
+    [noise_0.2]="--instance_noise=0.2"
+    [r1_10]="--r1_gamma=10"
+    [smooth_0.9]="--real_label=0.9"
+    [d_lr_1e-5+noise]="--discriminator_learning_rate=1e-5 --instance_noise=0.2"
+    [d_lr_1e-5+r1]="--discriminator_learning_rate=1e-5 --r1_gamma=10"
+    [all]="--discriminator_learning_rate=1e-5 --instance_noise=0.2 --discriminator_gate=0.8 --real_label=0.9"
+)
+ORDER="paper d_lr_1e-5 gate_0.8 3dgan noise_0.2 r1_10 smooth_0.9 d_lr_1e-5+noise d_lr_1e-5+r1 all"
+RECIPES="${RECIPES:-$ORDER}"
+
+for name in $RECIPES; do
+    [ -n "${RECIPE[$name]+x}" ] || { echo "unknown recipe $name" >&2; exit 2; }
+    start=$(date +%s)
+    # shellcheck disable=SC2086
+    python experiments/train.py --flagfile=experiments/configs/mn10_small.cfg \
+        --data_dir="$DATA" --cache_dir="$CACHE" --seed="$SEED" --num_steps="$STEPS" \
+        --checkpoint_every="$EVERY" --max_checkpoints=20 --sample_every="$STEPS" \
+        --run_dir="$RUNS/${name}_s$SEED" ${RECIPE[$name]} "$@"
+    echo "recipe $name seed $SEED: $(( $(date +%s) - start )) s"
+done
