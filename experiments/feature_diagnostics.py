@@ -62,7 +62,7 @@ def main(argv):
         return 2
     try:
         from enhancer_gan.evaluation.features import load_features
-        from enhancer_gan.evaluation.tables import markdown_table
+        from enhancer_gan.evaluation.report import markdown_table
         from enhancer_gan.io_utils import atomic_write_text, check_can_write
 
         if not FLAGS.results_dirs or not FLAGS.output:

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from enhancer_gan.errors import ConfigError
-from enhancer_gan.evaluation import tables
+from enhancer_gan.evaluation import feature_cache, paper, report, run_specs, subsets
 from enhancer_gan.evaluation.features import load_features
 from enhancer_gan.io_utils import OutputExistsError, atomic_write_text
 from tests.helpers import tiny_experiment, tiny_model_config
@@ -119,19 +119,19 @@ def table_row(markdown: str, label: str) -> list[str]:
 
 
 def test_paper_numbers():
-    t1 = {r.key: (r.mn10, r.mn40) for r in tables.TABLE1.rows}
+    t1 = {r.key: (r.mn10, r.mn40) for r in paper.TABLE1.rows}
     assert t1["with_enhancer"] == (91.63, 87.85)
     assert t1["without_enhancer"] == (88.88, 85.53)
     assert t1["3d_gan"] == (91.00, 83.30)
     assert t1["pointnet"] == (77.60, None)  # '-' in the paper
-    t2 = {r.key: (r.mn10, r.mn40) for r in tables.TABLE2.rows}
+    t2 = {r.key: (r.mn10, r.mn40) for r in paper.TABLE2.rows}
     assert t2 == {
         "with_enhancer": (65.00, 44.44),
         "without_enhancer": (61.82, 40.81),
         "sph": (44.05, 33.26),
         "lfd": (49.82, 40.91),
     }
-    t3 = {r.key: (r.mn10, r.mn40) for r in tables.TABLE3.rows}
+    t3 = {r.key: (r.mn10, r.mn40) for r in paper.TABLE3.rows}
     assert t3 == {
         "none": (88.88, 85.53),
         "layer1": (91.63, 87.85),
@@ -140,31 +140,31 @@ def test_paper_numbers():
     }
     # The paper reports the same models in Tables 1 and 3.
     assert t3["none"] == t1["without_enhancer"] and t3["layer1"] == t1["with_enhancer"]
-    assert tables.TABLE1.row("with_enhancer").value("MN40") == 87.85
+    assert paper.TABLE1.row("with_enhancer").value("MN40") == 87.85
     with pytest.raises(ConfigError):
-        tables.TABLE1.row("sph").value("other")
+        paper.TABLE1.row("sph").value("other")
 
 
 def test_dataset_column_and_paper_key():
-    assert tables.dataset_column(10) == "MN10"
-    assert tables.dataset_column(40) == "MN40"
-    assert tables.dataset_column(7) == "other"
-    assert tables.paper_key({"use_enhancer": False, "enhancer_layer": 3}, "table1") == (
+    assert paper.dataset_column(10) == "MN10"
+    assert paper.dataset_column(40) == "MN40"
+    assert paper.dataset_column(7) == "other"
+    assert paper.paper_key({"use_enhancer": False, "enhancer_layer": 3}, "table1") == (
         "without_enhancer"
     )
-    assert tables.paper_key({"use_enhancer": True, "enhancer_layer": 1}, "table2") == (
+    assert paper.paper_key({"use_enhancer": True, "enhancer_layer": 1}, "table2") == (
         "with_enhancer"
     )
-    assert tables.paper_key({"use_enhancer": True, "enhancer_layer": 2}, "table1") is None
-    assert tables.paper_key({"use_enhancer": True, "enhancer_layer": 2}, "table3") == "layer2"
-    assert tables.paper_key({"use_enhancer": False}, "table3") == "none"
+    assert paper.paper_key({"use_enhancer": True, "enhancer_layer": 2}, "table1") is None
+    assert paper.paper_key({"use_enhancer": True, "enhancer_layer": 2}, "table3") == "layer2"
+    assert paper.paper_key({"use_enhancer": False}, "table3") == "none"
 
 
 def test_parse_runs():
-    specs = tables.parse_runs("a:runs/x, b.2:/abs/y")
-    assert specs == (tables.RunSpec("a", "runs/x"), tables.RunSpec("b.2", "/abs/y"))
-    full = tables.with_random_baseline(specs)
-    assert full[-1] == tables.RunSpec("random_init", "runs/x", random_init=True)
+    specs = run_specs.parse_runs("a:runs/x, b.2:/abs/y")
+    assert specs == (run_specs.RunSpec("a", "runs/x"), run_specs.RunSpec("b.2", "/abs/y"))
+    full = run_specs.with_random_baseline(specs)
+    assert full[-1] == run_specs.RunSpec("random_init", "runs/x", random_init=True)
     for bad, match in [
         ("", "empty"),
         ("nocolon", "not label:run_dir"),
@@ -174,26 +174,26 @@ def test_parse_runs():
         ("random_init:x", "reserved"),
     ]:
         with pytest.raises(ConfigError, match=match):
-            tables.parse_runs(bad)
+            run_specs.parse_runs(bad)
     with pytest.raises(ConfigError, match="not one of none"):
-        tables.parse_runs("layer4:x", allowed_labels=tables.TABLE3_LABELS)
+        run_specs.parse_runs("layer4:x", allowed_labels=paper.TABLE3_LABELS)
 
 
 def test_subsample_is_stratified_deterministic_with_a_floor():
     labels = np.repeat(np.arange(4), [100, 50, 6, 2])
-    keep = tables.subsample_indices(labels, 40, seed=0)
+    keep = subsets.subsample_indices(labels, 40, seed=0)
     assert keep.size == 40 and np.all(np.diff(keep) > 0)
-    np.testing.assert_array_equal(keep, tables.subsample_indices(labels, 40, seed=0))
-    assert not np.array_equal(keep, tables.subsample_indices(labels, 40, seed=1))
+    np.testing.assert_array_equal(keep, subsets.subsample_indices(labels, 40, seed=0))
+    assert not np.array_equal(keep, subsets.subsample_indices(labels, 40, seed=1))
     counts = np.bincount(labels[keep], minlength=4)
     # Proportional shares 25.3 / 12.7 / 1.5 / 0.5 -> 25 / 13 / 2 / 0 by
     # largest remainders; then the floors min(size, 3) = 3 and 2 of the two
     # small classes are taken from the class with the most to spare.
     assert counts.tolist() == [22, 13, 3, 2]
-    assert tables.subsample_indices(labels, 0).size == labels.size
-    assert tables.subsample_indices(labels, 1000).size == labels.size
+    assert subsets.subsample_indices(labels, 0).size == labels.size
+    assert subsets.subsample_indices(labels, 1000).size == labels.size
     with pytest.raises(ConfigError):
-        tables.subsample_indices(labels, -1)
+        subsets.subsample_indices(labels, -1)
 
 
 @given(
@@ -203,7 +203,7 @@ def test_subsample_is_stratified_deterministic_with_a_floor():
 )
 def test_subsample_properties(sizes, budget, seed):
     labels = np.random.default_rng(seed).permutation(np.repeat(np.arange(len(sizes)), sizes))
-    keep = tables.subsample_indices(labels, budget, seed=seed)
+    keep = subsets.subsample_indices(labels, budget, seed=seed)
     assert keep.size == min(budget, labels.size)
     assert np.unique(keep).size == keep.size and keep.min() >= 0 and keep.max() < labels.size
     counts = np.bincount(labels[keep], minlength=len(sizes))
@@ -215,7 +215,7 @@ def test_subset_archive_keeps_rows_and_reuses(tmp_path):
     from enhancer_gan.data.modelnet import load_archive
 
     src = write_archive(str(tmp_path / "mini.npz"), per_class_train=6, per_class_test=3)
-    out = tables.subset_archive(src, str(tmp_path / "sub.npz"), 35)
+    out = subsets.subset_archive(src, str(tmp_path / "sub.npz"), 35)
     with np.load(out) as f:
         train_index, test_index = f["train_index"], f["test_index"]
         assert train_index.size == 35 and test_index.size == 30  # test has only 30
@@ -226,31 +226,31 @@ def test_subset_archive_keeps_rows_and_reuses(tmp_path):
     np.testing.assert_array_equal(sub.x_test, full.x_test)
     assert sub.class_names == full.class_names
     stamp = os.stat(out).st_mtime_ns
-    tables.subset_archive(src, out, 35)
+    subsets.subset_archive(src, out, 35)
     assert os.stat(out).st_mtime_ns == stamp  # reused
-    tables.subset_archive(src, out, 30)
+    subsets.subset_archive(src, out, 30)
     with np.load(out) as f:
         assert f["train_index"].size == 30  # another budget: written again
 
 
 def test_writer_refuses_overwrite_and_writes_strict_json(tmp_path):
-    md, js = tables.write_table(str(tmp_path), "t", "# hi\n", {"x": float("nan"), "y": [1.5]})
+    md, js = report.write_table(str(tmp_path), "t", "# hi\n", {"x": float("nan"), "y": [1.5]})
     assert json.loads(open(js).read()) == {"x": None, "y": [1.5]}
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        tables.write_table(str(tmp_path), "t", "# other\n", {})
+        report.write_table(str(tmp_path), "t", "# other\n", {})
     assert open(md).read() == "# hi\n"
-    tables.write_table(str(tmp_path), "t", "# other\n", {}, overwrite=True)
+    report.write_table(str(tmp_path), "t", "# other\n", {}, overwrite=True)
     assert open(md).read() == "# other\n"
-    assert "a \\| b" in tables.markdown_table(["h"], [["a | b"]])
+    assert "a \\| b" in report.markdown_table(["h"], [["a | b"]])
 
 
 def test_paper_cell_for_other_data_shows_both_columns():
-    cell, paper = tables.paper_cell(tables.TABLE2, "with_enhancer", "other")
-    assert "65.00 / 44.44" in cell and paper["MN40"] == 44.44
-    cell, paper = tables.paper_cell(tables.TABLE1, "without_enhancer", "MN40")
-    assert cell.startswith("85.53") and paper["value"] == 85.53
-    cell, paper = tables.paper_cell(tables.TABLE1, None, "MN10")
-    assert paper is None and cell.startswith("—")
+    cell, row = report.paper_cell(paper.TABLE2, "with_enhancer", "other")
+    assert "65.00 / 44.44" in cell and row["MN40"] == 44.44
+    cell, row = report.paper_cell(paper.TABLE1, "without_enhancer", "MN40")
+    assert cell.startswith("85.53") and row["value"] == 85.53
+    cell, row = report.paper_cell(paper.TABLE1, None, "MN10")
+    assert row is None and cell.startswith("—")
 
 
 def test_scripts_reject_bad_input_with_one_error_line(tmp_path):
@@ -371,11 +371,11 @@ def test_tables_end_to_end_on_a_tiny_archive(tmp_path, runs, capsys):
     assert open(os.path.join(results, "table1.md")).read() == before
     # Features of another run under a label: refused, or with --overwrite
     # extracted again (and the results replaced).
-    data = tables.EvalData("archive", archive)
+    data = feature_cache.EvalData("archive", archive)
     features_root = os.path.join(results, "features")
-    swapped = tables.RunSpec("with", runs["without"])
+    swapped = run_specs.RunSpec("with", runs["without"])
     with pytest.raises(OutputExistsError, match="another source.*--overwrite"):
-        tables.run_features(swapped, data, features_root, ("test",), log=lambda *_: None)
+        feature_cache.run_features(swapped, data, features_root, ("test",), log=lambda *_: None)
     assert (
         run_script(
             "experiments/table2.py", f"--runs=with:{runs['without']}", "--overwrite", *common

@@ -220,7 +220,7 @@ def _fmt(x: float) -> str:
 
 def summary_markdown(table: str, summaries: Sequence[Summary], comparisons) -> str:
     """A markdown section: mean ± std per label, then the paired differences."""
-    from enhancer_gan.evaluation.tables import markdown_table
+    from enhancer_gan.evaluation.report import markdown_table
 
     name = TABLE_METRICS[table][1]
     rows = [
