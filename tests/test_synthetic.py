@@ -16,7 +16,8 @@ from scipy import ndimage
 
 from enhancer_gan.config import SHAPENET_SYNSETS
 from enhancer_gan.data import synthetic
-from enhancer_gan.data.synthetic import CATEGORIES, make_shape
+from enhancer_gan.data.shape_parts import FILL
+from enhancer_gan.data.shapes import CATEGORIES, make_shape
 from enhancer_gan.errors import ConfigError, DataError
 from enhancer_gan.voxels import render
 from enhancer_gan.voxels.binvox import read_binvox
@@ -69,7 +70,7 @@ def test_shapes_are_solid_models_centred_and_filling_the_grid(category, resoluti
         centre = (idx.min(axis=0) + idx.max(axis=0)) / 2
         np.testing.assert_allclose(centre, (resolution - 1) / 2, atol=1.0)
         # The longest side fills about FILL of the grid; thin parts may add a voxel.
-        assert synthetic.FILL * resolution - 1 <= extents(grid).max() <= resolution
+        assert FILL * resolution - 1 <= extents(grid).max() <= resolution
 
 
 @given(
@@ -80,7 +81,9 @@ def test_shapes_are_solid_models_centred_and_filling_the_grid(category, resoluti
 def test_any_seed_gives_a_nonempty_nonsolid_centred_grid(category, seed, resolution):
     grid = shape(category, seed, resolution)
     assert grid.any() and not grid.all()
-    assert grid.mean() < 0.6
+    # At 8^3 a voxel is an eighth of the side: a table's slab and legs, each
+    # grown to whole voxels, can fill 61% of the grid (seed 328776).
+    assert grid.mean() < (0.7 if resolution == 8 else 0.6)
     idx = np.argwhere(grid)
     centre = (idx.min(axis=0) + idx.max(axis=0)) / 2
     assert np.all(np.abs(centre - (resolution - 1) / 2) <= 1.0)

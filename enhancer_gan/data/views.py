@@ -19,13 +19,29 @@ from PIL import Image
 
 from enhancer_gan.io_utils import atomic_path, atomic_write_text
 
+# The 3D-R2N2 renders' camera ranges, read from their rendering_metadata.txt
+# (docs/DESIGN.md#camera).
+AZIMUTH_RANGE = (0.0, 360.0)
+ELEVATION_RANGE = (25.0, 30.0)
+DISTANCE_RANGE = (0.65, 0.9)
+FIELD_OF_VIEW = 25.0
+
 
 def view_parameters(rng: np.random.Generator, count: int) -> np.ndarray:
-    """[count, 5] rows (azimuth, elevation, in-plane rotation, distance ratio, fov)."""
-    az = rng.uniform(0.0, 360.0, count)
-    el = rng.uniform(25.0, 30.0, count)
-    dist = rng.uniform(0.65, 0.9, count)
-    return np.stack([az, el, np.zeros(count), dist, np.full(count, 25.0)], axis=1)
+    """Viewpoints drawn uniformly in the 3D-R2N2 renders' ranges.
+
+    The one place views are drawn: the renders of data sets without any
+    (`render_views`) and the synthetic data set's (`synthetic.view_metadata`).
+
+    Returns:
+      [count, 5] float64 rows (azimuth, elevation, in-plane rotation 0,
+      distance ratio, field of view), drawn azimuths first, then elevations,
+      then distances.
+    """
+    az = rng.uniform(*AZIMUTH_RANGE, count)
+    el = rng.uniform(*ELEVATION_RANGE, count)
+    dist = rng.uniform(*DISTANCE_RANGE, count)
+    return np.stack([az, el, np.zeros(count), dist, np.full(count, FIELD_OF_VIEW)], axis=1)
 
 
 def _safe_name(model_id: str) -> str:

@@ -25,15 +25,18 @@ from enhancer_gan.errors import DataError
 from enhancer_gan.io_utils import atomic_path
 
 
-def voxels_to_mesh(grid: np.ndarray, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """The iso-surface of an occupancy grid.
+def voxels_to_mesh(
+    grid: np.ndarray, threshold: float = 0.5, dtype=np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """The iso-surface of an occupancy grid (the project's one marching cubes).
 
     Args:
       grid: [D, D, D] bool or float occupancy in [0, 1]; axes (x, y up, z).
       threshold: iso-level; voxels above it are inside.
+      dtype: of the vertices (the coordinates are computed in float64).
 
     Returns:
-      vertices: [V, 3] float32 in the unit cube [0, 1]^3, axes (x, y, z).
+      vertices: [V, 3] `dtype` in the unit cube [0, 1]^3, axes (x, y, z).
       faces: [F, 3] int64 vertex indices, counter-clockwise seen from
         outside (outward normals by the right-hand rule). Both are empty for
         a grid with nothing above the threshold.
@@ -48,7 +51,7 @@ def voxels_to_mesh(grid: np.ndarray, threshold: float = 0.5) -> tuple[np.ndarray
     values = grid.astype(np.float32)
     if not np.all(np.isfinite(values)):
         raise DataError(None, "voxels_to_mesh: grid contains NaN or infinite values")
-    empty = np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64)
+    empty = np.zeros((0, 3), dtype), np.zeros((0, 3), np.int64)
     if not values.max() > threshold:
         # Nothing inside. (A grid full everywhere still has a surface: the
         # padding below puts empty voxels around it.)
@@ -63,8 +66,8 @@ def voxels_to_mesh(grid: np.ndarray, threshold: float = 0.5) -> tuple[np.ndarray
     # side (outward normals, positive signed volume); tests/test_mesh.py
     # checks this with trimesh.
     # Padded index p is voxel p - 1, whose centre is at (p - 1 + 0.5) / D.
-    verts = (verts - 0.5) / dim
-    return verts.astype(np.float32), faces.astype(np.int64)
+    verts = (verts.astype(np.float64) - 0.5) / dim
+    return verts.astype(dtype), faces.astype(np.int64)
 
 
 def _check_mesh(path, vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
