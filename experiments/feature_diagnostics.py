@@ -37,7 +37,7 @@ def diagnose(train: dict, test: dict) -> dict[str, float]:
     """mAP (%) raw / standardised / L2-normalised, and variance concentration."""
     import numpy as np
 
-    from enhancer_gan.evaluation.classification import fit_standardizer
+    from enhancer_gan.evaluation.kernels import fit_standardizer
     from enhancer_gan.evaluation.retrieval import retrieval_map
 
     x, y = test["features"], test["labels"]

@@ -9,13 +9,8 @@ from sklearn.svm import SVC
 
 from enhancer_gan.errors import ConfigError, DataError
 from enhancer_gan.evaluation import classification
-from enhancer_gan.evaluation.classification import (
-    classify,
-    evaluate,
-    fit_linear_svm,
-    fit_standardizer,
-    linear_kernel,
-)
+from enhancer_gan.evaluation.classification import classify, evaluate, fit_linear_svm
+from enhancer_gan.evaluation.kernels import fit_standardizer, linear_kernel
 
 
 def _blobs(seed, n_train=120, n_test=60, k=3, d=20, spread=1.0, offset=3.0):
@@ -196,13 +191,24 @@ def test_report_fields_are_consistent():
     assert d["chosen_c"] == report.chosen_c
 
 
-def test_evaluate_reuses_a_fitted_model():
-    x, y, xt, yt = _blobs(10)
+def test_evaluate_applies_the_fitted_model_and_never_looks_at_test_labels():
+    """evaluate() predicts with the model it is given: the predictions are an
+    independent SVC's (same C, train standardisation), the accuracy is their
+    hit rate, and relabelling the test rows changes the scores, not the
+    predictions (no refit, no peeking)."""
+    x, y, xt, yt = _blobs(10, k=3, d=12, spread=0.5)
     result = fit_linear_svm(x, y, c_values=(0.1,))
-    assert evaluate(result, xt, yt).accuracy == evaluate(result, xt, yt).accuracy
-    np.testing.assert_array_equal(
-        evaluate(result, xt[:5], yt[:5]).predictions, result.predict(xt[:5])
-    )
+    mean, std = x.astype(np.float64).mean(0), x.astype(np.float64).std(0)
+    expected = SVC(kernel="linear", C=0.1).fit((x - mean) / std, y).predict((xt - mean) / std)
+    report = evaluate(result, xt, yt)
+    np.testing.assert_array_equal(report.predictions, expected)
+    assert report.accuracy == np.count_nonzero(expected == yt) / len(yt)
+    assert 0.4 < report.accuracy < 1.0  # neither trivial nor chance
+    shifted = (yt + 1) % 3
+    relabelled = evaluate(result, xt, shifted)
+    np.testing.assert_array_equal(relabelled.predictions, expected)
+    assert relabelled.accuracy == np.count_nonzero(expected == shifted) / len(yt)
+    assert relabelled.accuracy < report.accuracy
 
 
 def test_float_labels_holding_integers_are_accepted():
@@ -252,8 +258,27 @@ def test_bad_inputs_raise_project_errors():
         classify(x, y, xt, yt, c_values=(1.0,), class_names=("only one",))
 
 
-def test_default_c_grid_spans_small_values():
-    # 57,344-d standardised features give kernel entries around 1e4-1e5, so
-    # the useful C values are small; the default grid must reach them.
-    assert min(classification.DEFAULT_C_VALUES) <= 1e-4
-    assert max(classification.DEFAULT_C_VALUES) >= 1.0
+def test_default_c_grid_spans_regularised_to_hard_margin_on_high_dim_features():
+    """On standardised high-dimensional features (kernel entries ~ D) the
+    useful C values are small. The default grid must span the whole range:
+    at its smallest C every multiplier sits at the bound C (fully
+    regularised), at its largest the SVM fits the train split exactly with no
+    multiplier at the bound (hard margin), so CV can choose between them."""
+    rng = np.random.default_rng(3)
+    n, d = 60, 4000
+    y = np.arange(n) % 2
+    x = rng.normal(size=(n, d)) + 0.15 * y[:, None]
+    z = (x - x.mean(0)) / x.std(0)
+    kernel = z @ z.T
+    assert np.median(np.diag(kernel)) == pytest.approx(d, rel=0.1)
+
+    def fit(c):
+        return SVC(kernel="precomputed", C=c).fit(kernel, y)
+
+    smallest, largest = min(classification.DEFAULT_C_VALUES), max(classification.DEFAULT_C_VALUES)
+    low = fit(smallest)
+    assert low.support_.size == n
+    np.testing.assert_allclose(np.abs(low.dual_coef_), smallest)
+    high = fit(largest)
+    assert np.all(high.predict(kernel) == y)
+    assert np.all(np.abs(high.dual_coef_) < largest * (1 - 1e-6))

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from enhancer_gan.errors import ConfigError, DataError
-from enhancer_gan.evaluation.classification import check_features, check_labels, linear_kernel
+from enhancer_gan.evaluation.kernels import check_features, check_labels, linear_kernel
 
 RECALL_LEVELS = np.round(np.linspace(0.0, 1.0, 21), 10)
 
