@@ -52,6 +52,7 @@ METRIC_NAMES = (
     "gate/voxel_discriminator_skipped",
     "gate/enhancer_discriminator_skipped",
     "voxel/instance_noise",
+    "loss/r1_penalty",
 )
 
 # Salt of the stateless RNG that draws instance noise (see `_instance_noise`).
@@ -242,7 +243,10 @@ class GanTrainer(tf.Module):
             d_loss = avg(losses.discriminator_loss(dm_real, dm_fake, cfg.real_label))
             out["loss/voxel_discriminator"] = d_loss
             if cfg.r1_gamma > 0:
-                d_loss = d_loss + 0.5 * cfg.r1_gamma * avg(losses.r1_penalty(grad_real))
+                out["loss/r1_penalty"] = avg(losses.r1_penalty(grad_real))
+                d_loss = d_loss + 0.5 * cfg.r1_gamma * out["loss/r1_penalty"]
+            else:
+                out["loss/r1_penalty"] = tf.constant(0.0)
             if self.use_enhancer:
                 fake_images = tf.stop_gradient(fake_outputs["image"])
                 de_real = nets.enhancer_discriminator(real_images, training=True)

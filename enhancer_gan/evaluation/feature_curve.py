@@ -1,0 +1,199 @@
+"""Feature quality along a training run, against the random-weight floor.
+
+For every checkpoint of a run (and for the same DM at its random
+initialisation, "step 0", the floor of the same seed), DM features of a
+labelled split are scored on a validation split carved from it:
+
+  - linear-SVM accuracy: fitted on the rest of the split (C by 3-fold CV
+    there), scored on the validation part;
+  - retrieval mAP on the validation part, raw (Euclidean on the features as
+    they are) and standardised (per-feature mean/std of the fitting part).
+
+The curves of DM's accuracy and D(real)/D(fake) are read back from the run's
+TensorBoard events, so the picture shows feature quality beside how the game
+was going. Nothing here looks at the test split: recipes are chosen on these
+numbers, and the test split is scored once, at the end, by the table scripts.
+
+This module must not read flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+# Training scalars drawn beside the feature curves.
+TRAIN_TAGS = (
+    "voxel/d_accuracy",
+    "voxel/d_real",
+    "voxel/d_fake",
+    "voxel/fake_occupancy",
+    "voxel/real_occupancy",
+    "gate/voxel_discriminator_skipped",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationSplit:
+    """Row indices of the fitting and validation parts of one labelled split."""
+
+    fit: np.ndarray
+    val: np.ndarray
+
+
+def carve_validation(labels: np.ndarray, fraction: float = 0.2, seed: int = 0) -> ValidationSplit:
+    """A stratified `fraction` of the rows for validation, the rest for fitting."""
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(labels)
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+    idx = np.arange(len(labels))
+    fit, val = train_test_split(idx, test_size=fraction, stratify=labels, random_state=seed)
+    return ValidationSplit(np.sort(fit), np.sort(val))
+
+
+def score_features(
+    features: np.ndarray,
+    labels: np.ndarray,
+    split: ValidationSplit,
+    c_values: Sequence[float] | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """SVM validation accuracy and validation mAP (raw, standardised), in %."""
+    from enhancer_gan.evaluation import classification
+    from enhancer_gan.evaluation.retrieval import retrieval_map
+
+    fx, fy = features[split.fit], labels[split.fit]
+    vx, vy = features[split.val], labels[split.val]
+    kwargs = {} if c_values is None else {"c_values": tuple(c_values)}
+    svm = classification.fit_linear_svm(fx, fy, seed=seed, **kwargs)
+    accuracy = float(np.mean(svm.predict(vx) == vy))
+    standardized = svm.standardizer.transform(vx)
+    return {
+        "svm_val_accuracy": 100.0 * accuracy,
+        "chosen_c": float(svm.c),
+        "map_raw": 100.0 * retrieval_map(vx, vy).mean_average_precision,
+        "map_standardized": 100.0 * retrieval_map(standardized, vy).mean_average_precision,
+    }
+
+
+def list_checkpoints(run_dir: str) -> list[tuple[int, str]]:
+    """(step, path prefix) of every checkpoint in run_dir/checkpoints, by step."""
+    found = []
+    for index in glob.glob(os.path.join(run_dir, "checkpoints", "ckpt-*.index")):
+        m = re.fullmatch(r"ckpt-(\d+)\.index", os.path.basename(index))
+        if m:
+            found.append((int(m.group(1)), index[: -len(".index")]))
+    return sorted(found)
+
+
+def read_train_scalars(run_dir: str, tags: Sequence[str] = TRAIN_TAGS) -> dict[str, list]:
+    """{tag: [[step, value], ...]} from the run's TensorBoard events (train/)."""
+    import tensorflow as tf
+
+    out: dict[str, dict[int, float]] = {t: {} for t in tags}
+    for path in sorted(glob.glob(os.path.join(run_dir, "train", "events.out.tfevents.*"))):
+        try:
+            for event in tf.compat.v1.train.summary_iterator(path):
+                for value in event.summary.value:
+                    if value.tag in out:
+                        out[value.tag][int(event.step)] = float(tf.make_ndarray(value.tensor))
+        except tf.errors.DataLossError:  # a run still being written: keep what was read
+            continue
+    return {t: sorted([s, v] for s, v in d.items()) for t, d in out.items() if d}
+
+
+def feature_curve(
+    run_dir: str,
+    grids: np.ndarray,
+    labels: np.ndarray,
+    split: ValidationSplit,
+    previous: dict | None = None,
+    c_values: Sequence[float] | None = None,
+    batch_size: int = 64,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Scores the floor and every checkpoint of `run_dir`; reuses `previous` results.
+
+    Returns a JSON-ready dict: run_dir, train config, floor, checkpoints
+    ([{step, checkpoint, scores...}] by step) and train_scalars.
+    """
+    from enhancer_gan.evaluation.features import FeatureExtractor
+    from enhancer_gan.training.runs import load_run
+
+    done = {}
+    if previous:
+        done = {c["step"]: c for c in previous.get("checkpoints", [])}
+        if "floor" in previous:
+            done[0] = previous["floor"]
+
+    def scored(step: int, checkpoint: str, random_init: bool) -> dict:
+        if step in done:
+            return done[step]
+        run = load_run(run_dir, checkpoint, random_init=random_init)
+        extractor = FeatureExtractor(run.networks.voxel_discriminator, batch_size=batch_size)
+        feats = extractor(grids)
+        result = {"step": step, "checkpoint": checkpoint or "random_init"}
+        result.update(score_features(feats, labels, split, c_values))
+        log(
+            f"{run_dir} step {step}: SVM {result['svm_val_accuracy']:.2f}  "
+            f"mAP raw {result['map_raw']:.2f}  std {result['map_standardized']:.2f}"
+        )
+        return result
+
+    from enhancer_gan.config import ExperimentConfig
+
+    config = ExperimentConfig.load(os.path.join(run_dir, "config.json"))
+    floor = scored(0, "", True)
+    checkpoints = [scored(step, path, False) for step, path in list_checkpoints(run_dir)]
+    return {
+        "run_dir": run_dir,
+        "train_config": dataclasses.asdict(config.train),
+        "use_enhancer": config.model.use_enhancer,
+        "floor": floor,
+        "checkpoints": checkpoints,
+        "train_scalars": read_train_scalars(run_dir),
+        "validation": {"num_fit": int(len(split.fit)), "num_val": int(len(split.val))},
+    }
+
+
+def plot_feature_curve(curve: dict, path: str, title: str = "") -> None:
+    """Three panels against the step: SVM accuracy, mAP, DM's game."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [c["step"] for c in curve["checkpoints"]]
+    floor = curve["floor"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    ax = axes[0]
+    ax.plot(steps, [c["svm_val_accuracy"] for c in curve["checkpoints"]], "o-", label="trained")
+    ax.axhline(floor["svm_val_accuracy"], color="gray", ls="--", label="random DM (floor)")
+    ax.set(xlabel="step", ylabel="SVM accuracy, validation (%)", title="classification")
+    ax.legend()
+    ax = axes[1]
+    for key, colour in (("map_raw", "C0"), ("map_standardized", "C1")):
+        name = key.split("_")[1]
+        ax.plot(steps, [c[key] for c in curve["checkpoints"]], "o-", color=colour, label=name)
+        ax.axhline(floor[key], color=colour, ls="--", alpha=0.6, label=f"{name}, floor")
+    ax.set(xlabel="step", ylabel="mAP, validation (%)", title="retrieval")
+    ax.legend()
+    ax = axes[2]
+    for tag, values in curve["train_scalars"].items():
+        if tag.startswith(("voxel/d_", "gate/")):
+            arr = np.asarray(values)
+            ax.plot(arr[:, 0], arr[:, 1], label=tag)
+    ax.set(xlabel="step", ylim=(-0.02, 1.02), title="DM during training")
+    ax.legend(fontsize=8)
+    fig.suptitle(title or curve["run_dir"])
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
