@@ -311,31 +311,51 @@ class TinyForwardTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(voxels.shape, (2, 32, 32, 32, 1))
         self.assertEqual(nets.latent_projector(_z(2, config)).shape, (2, 4, 4, 4, 32))
 
-    def test_batch_norm_statistics_update_only_when_training(self):
+    def test_inference_is_per_sample_and_training_uses_the_batch(self):
+        """What the project relies on from its networks' `training` plumbing:
+        with training=False a sample's output does not depend on its
+        batch-mates (features extracted in any batching are the same); with
+        training=True every batch-norm layer of the network normalises with
+        the batch's statistics and moves its moving mean."""
         nets = build_networks(TINY)
+        rng = np.random.default_rng(0)
         inputs = {
-            "enhancer_generator": _z(2, TINY),
-            "enhancer_discriminator": np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)),
-            "voxel_generator": np.random.default_rng(1).normal(size=(2, 4, 4, 4, 32)),
-            "voxel_discriminator": np.random.default_rng(2).uniform(0, 1, (2, 32, 32, 32, 1)),
+            "enhancer_generator": rng.uniform(-1, 1, (3, TINY.latent_dim)),
+            "enhancer_discriminator": rng.uniform(-1, 1, (3, 32, 32, 3)),
+            "voxel_generator": rng.normal(size=(3, 4, 4, 4, 32)),
+            "voxel_discriminator": rng.uniform(0, 1, (3, 32, 32, 32, 1)),
         }
+
+        def first(net, x, training):
+            out = net(x.astype(np.float32), training=training)
+            if isinstance(out, dict):
+                out = out["image"] if "image" in out else out["logits"]
+            return np.asarray(out)[0]
+
         for name, x in inputs.items():
             net = getattr(nets, name)
-            x = x.astype(np.float32)
+            alone = first(net, x[:1], False)
+            self.assertAllClose(first(net, x[[0, 1]], False), alone, atol=1e-5, msg=name)
+            self.assertAllClose(first(net, x[[0, 2]], False), alone, atol=1e-5, msg=name)
             bns = [b for b in net.layers if isinstance(b, keras.layers.BatchNormalization)]
             self.assertNotEmpty(bns)
             before = [b.moving_mean.numpy().copy() for b in bns]
-            net(x, training=False)
-            for b, m in zip(bns, before):
-                self.assertAllEqual(b.moving_mean.numpy(), m, msg=f"{name}/{b.name}")
-            net(x, training=True)
+            with_1, with_2 = first(net, x[[0, 1]], True), first(net, x[[0, 2]], True)
+            self.assertNotAllClose(with_1, with_2, atol=1e-5, msg=name)
             for b, m in zip(bns, before):
                 self.assertNotAllClose(b.moving_mean.numpy(), m, msg=f"{name}/{b.name}")
 
-    def test_training_mode_changes_outputs(self):
-        gm = build_networks(TINY).voxel_generator
-        x = np.random.default_rng(0).normal(size=(2, 4, 4, 4, 32)).astype(np.float32)
-        self.assertNotAllClose(gm(x, training=True), gm(x, training=False))
+    @parameterized.parameters((1,), (3,))
+    def test_generation_without_enhancer_outputs_gives_the_same_voxels(self, layer):
+        config = ModelConfig(
+            resolution=32, width_multiplier=1 / 16, image_size=32, enhancer_layer=layer
+        )
+        nets = build_networks(config)
+        full, outputs = generate_voxels(nets, _z(3, config), training=False)
+        short, none = generate_voxels(nets, _z(3, config), training=False, enhancer_outputs=False)
+        self.assertIsNone(none)
+        self.assertIn("image", outputs)
+        self.assertAllClose(short, full, atol=1e-6)
 
     @parameterized.parameters(("relu", True), ("leaky_relu", False))
     def test_discriminator_activation(self, activation, non_negative):

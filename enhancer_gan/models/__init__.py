@@ -91,22 +91,29 @@ def build_networks(config: ModelConfig) -> Networks:
     return Networks(config, ge, de, projector, gm, dm)
 
 
-def generate_voxels(networks: Networks, z, training: bool = False):
-    """z -> GE's layer i (or the latent projector) -> GM.
+def generate_voxels(networks: Networks, z, training: bool = False, enhancer_outputs: bool = True):
+    """z -> GE's layer i (or the latent projector) -> GM: the one z -> voxels path.
+
+    Training, sampling, evaluation and the exported SavedModel all generate
+    through here.
 
     Args:
       networks: from `build_networks`.
       z: [B, latent_dim] float in [-1, 1].
       training: passed to every network (batch norm mode).
+      enhancer_outputs: run all of GE and return its outputs (the image DE
+        needs); False computes GE only up to layer i (what GM needs) and
+        returns None in their place.
     Returns:
-      (voxels [B, R, R, R, 1] float32 in [0, 1], GE's output dict or None
-      without the enhancer). GE's outputs include 'image' for DE.
+      (voxels [B, R, R, R, 1] float32 in [0, 1], GE's output dict or None).
+      GE's outputs include 'image' for DE.
     """
-    if networks.config.use_enhancer:
-        ge = networks.enhancer_generator
-        ge_outputs = ge(z, training=training)
-        features = ge.voxel_features(ge_outputs)
-    else:
-        ge_outputs = None
+    ge_outputs = None
+    if not networks.config.use_enhancer:
         features = networks.latent_projector(z, training=training)
+    elif enhancer_outputs:
+        ge_outputs = networks.enhancer_generator(z, training=training)
+        features = networks.enhancer_generator.voxel_features(ge_outputs)
+    else:
+        features = networks.enhancer_generator.features(z, training=training)
     return networks.voxel_generator(features, training=training), ge_outputs

@@ -29,14 +29,13 @@ class GenerationPath(tf.Module):
     def __init__(self, networks):
         super().__init__(name="generation_path")
         cfg = networks.config
+        # Tracked for saving: only the layers on the generation path.
         if cfg.use_enhancer:
-            ge = networks.enhancer_generator
-            self.front_layers = ge.feature_layers()
-            self._front = ge.features
+            self.front_layers = networks.enhancer_generator.feature_layers()
         else:
             self.front_layers = [networks.latent_projector]
-            self._front = networks.latent_projector
         self.voxel_generator = networks.voxel_generator
+        self._networks = networks  # not tracked: a plain dataclass
         self.latent_dim = cfg.latent_dim
         self.resolution = cfg.resolution
         self.config_json = tf.constant(json.dumps(dataclasses.asdict(cfg), sort_keys=True))
@@ -46,8 +45,9 @@ class GenerationPath(tf.Module):
         )
 
     def _generate(self, z):
-        features = self._front(z, training=False)
-        voxels = self.voxel_generator(features, training=False)
+        from enhancer_gan.models import generate_voxels
+
+        voxels, _ = generate_voxels(self._networks, z, training=False, enhancer_outputs=False)
         return tf.cast(voxels[..., 0], tf.float32)
 
 
