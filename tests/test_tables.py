@@ -118,29 +118,46 @@ def table_row(markdown: str, label: str) -> list[str]:
 # The paper's numbers and small pieces (no TensorFlow).
 
 
-def test_paper_numbers():
-    t1 = {r.key: (r.mn10, r.mn40) for r in paper.TABLE1.rows}
-    assert t1["with_enhancer"] == (91.63, 87.85)
-    assert t1["without_enhancer"] == (88.88, 85.53)
-    assert t1["3d_gan"] == (91.00, 83.30)
-    assert t1["pointnet"] == (77.60, None)  # '-' in the paper
-    t2 = {r.key: (r.mn10, r.mn40) for r in paper.TABLE2.rows}
-    assert t2 == {
-        "with_enhancer": (65.00, 44.44),
-        "without_enhancer": (61.82, 40.81),
-        "sph": (44.05, 33.26),
-        "lfd": (49.82, 40.91),
-    }
-    t3 = {r.key: (r.mn10, r.mn40) for r in paper.TABLE3.rows}
-    assert t3 == {
-        "none": (88.88, 85.53),
-        "layer1": (91.63, 87.85),
-        "layer2": (91.52, 87.12),
-        "layer3": (90.42, 86.34),
-    }
+def _design_tables() -> dict[str, list[list[str]]]:
+    """The paper's tables as docs/DESIGN.md prints them: 'table1' -> rows of cells."""
+    text = (ROOT / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+    section = text.split('<a id="paper-tables"></a>', 1)[1].split("<a id=", 1)[0]
+    tables = {}
+    for block in re.split(r"^### Table (\d)", section, flags=re.M)[1:]:
+        if block.isdigit():
+            number = block
+            continue
+        rows = [
+            [c.strip() for c in line.strip().strip("|").split("|")]
+            for line in block.splitlines()
+            if line.startswith("|")
+        ]
+        assert rows[0] == ["key", "method", "supervised", "ModelNet10", "ModelNet40"]
+        tables[f"table{number}"] = rows[2:]  # below the header and its rule
+    return tables
+
+
+def test_paper_numbers_match_the_tables_in_the_design_page():
+    """The constants the reports print beside our numbers are the paper's, as
+    docs/DESIGN.md writes them down (typed once there, from the paper)."""
+
+    def number(cell):
+        return None if cell == "—" else float(cell)
+
+    printed = _design_tables()
+    assert sorted(printed) == ["table1", "table2", "table3"]
+    for table in (paper.TABLE1, paper.TABLE2, paper.TABLE3):
+        rows = printed[table.name]
+        assert [r[0] for r in rows] == [r.key for r in table.rows], table.name
+        for cells, row in zip(rows, table.rows):
+            assert (row.mn10, row.mn40) == (number(cells[3]), number(cells[4])), row.key
+            assert row.supervised == (cells[2] == "yes"), row.key
     # The paper reports the same models in Tables 1 and 3.
+    t1 = {r.key: (r.mn10, r.mn40) for r in paper.TABLE1.rows}
+    t3 = {r.key: (r.mn10, r.mn40) for r in paper.TABLE3.rows}
     assert t3["none"] == t1["without_enhancer"] and t3["layer1"] == t1["with_enhancer"]
     assert paper.TABLE1.row("with_enhancer").value("MN40") == 87.85
+    assert paper.TABLE1.row("pointnet").value("MN40") is None
     with pytest.raises(ConfigError):
         paper.TABLE1.row("sph").value("other")
 
