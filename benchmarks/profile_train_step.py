@@ -44,51 +44,6 @@ flags.DEFINE_bool("quick", False, "Tiny sizes: checks the script end to end in s
 FLAGS = flags.FLAGS
 
 
-def layer_rows(networks, batch_size: int, repeats: int, conv_gflops: float) -> list[dict]:
-    """Forward + backward time and rate of every MAC-bearing layer, alone."""
-    import tensorflow as tf
-
-    from enhancer_gan.models.flops import _sublayers, layer_macs
-
-    rows = []
-    for model in (*networks.generators, *networks.discriminators):
-        for layer in _sublayers(model):
-            macs = layer_macs(layer)
-            if not macs:
-                continue
-            shape = [batch_size, *layer.get_build_config()["input_shape"][1:]]
-            x = tf.random.stateless_uniform(shape, seed=[1, 2], minval=-1.0, maxval=1.0)
-            weights = layer.trainable_weights
-
-            @tf.function(jit_compile=False)
-            def fwd_bwd(x, layer=layer, weights=weights):
-                with tf.GradientTape() as tape:
-                    tape.watch(x)
-                    y = layer(x, training=True)
-                    loss = tf.reduce_sum(y * y)
-                grads = tape.gradient(loss, [x, *weights])
-                return tf.add_n([tf.reduce_sum(g) for g in grads if g is not None])
-
-            timing = common.time_calls(lambda f=fwd_bwd, x=x: f(x).numpy(), repeats=repeats)
-            flops = 2 * 3 * macs * batch_size  # forward + input grads + weight grads
-            gflops = flops / timing.median / 1e9
-            rows.append(
-                {
-                    "network": model.name,
-                    "layer": f"{type(layer).__name__} {layer.name}",
-                    "input": "x".join(str(d) for d in shape[1:]),
-                    "strides": str(getattr(layer, "strides", "-")),
-                    "GFLOP": flops / 1e9,
-                    "s (fwd+bwd)": timing.median,
-                    "GFLOP/s": gflops,
-                    "vs conv": gflops / conv_gflops,
-                    "_flops": flops,
-                    "_seconds": timing.median,
-                }
-            )
-    return rows
-
-
 def main(argv):
     del argv
     import keras
@@ -121,7 +76,7 @@ def main(argv):
     )
     timing = common.time_calls(step, repeats=steps, warmup=1)
     step_flops = train_step_flops(model_config, trainer.networks, n_g)["train_step_flops"] * batch
-    rows = layer_rows(trainer.networks, batch, repeats, peak.gflops)
+    rows = common.layer_rows(trainer.networks, batch, repeats, peak.gflops)
     peak_after = (
         common.conv3d_peak(batch=2, side=8, channels=32, repeats=2)
         if small

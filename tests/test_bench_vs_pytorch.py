@@ -1,0 +1,63 @@
+"""benchmarks/bench_vs_pytorch.py --quick: ratios are numbers, the mirror is faithful.
+
+The PyTorch mirror must have exactly the project's trainable parameter count
+in every network at both resolutions (a real check that the layer shapes
+match), and the printed step and feature ratios must be positive finite
+numbers. Skipped when PyTorch is not installed (it is an optional `bench`
+extra: pip install -e ".[bench]"); .ci/run does not install it.
+"""
+
+import math
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch", reason='PyTorch not installed (pip install -e ".[bench]")')
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_quick_run_ratios_and_parameter_counts():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_vs_pytorch.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+
+    params = [re.fullmatch(r"params (\w+) res=(\d+) ours=(\d+) torch=(\d+)", x) for x in lines]
+    params = [m for m in params if m]
+    networks = {(m.group(1), m.group(2)) for m in params}
+    assert networks == {
+        (n, r)
+        for n in (
+            "enhancer_generator",
+            "enhancer_discriminator",
+            "voxel_generator",
+            "voxel_discriminator",
+        )
+        for r in ("32", "64")
+    }, lines
+    for m in params:
+        assert int(m.group(3)) == int(m.group(4)) > 0, m.group(0)
+    assert "params_match=True" in lines
+
+    ratios = [
+        re.fullmatch(r"ratio res=\d+ step_torch_over_ours=(\S+) features_torch_over_ours=(\S+)", x)
+        for x in lines
+    ]
+    ratios = [m for m in ratios if m]
+    assert ratios, lines
+    for m in ratios:
+        for value in m.groups():
+            assert math.isfinite(float(value)) and float(value) > 0, m.group(0)
+
+    last = re.fullmatch(r"tf_vs_torch=(\S+)", lines[-1])
+    assert last, lines[-5:]
+    assert math.isfinite(float(last.group(1))) and float(last.group(1)) > 0
