@@ -39,6 +39,12 @@ flags.DEFINE_bool(
     "<run_dir>/generation_step<N>.json.",
 )
 flags.DEFINE_integer("evaluation_samples", 64, "Shapes generated for --evaluate_generation.")
+flags.DEFINE_bool(
+    "restart_if_damaged",
+    False,
+    "When no checkpoint of the run reads whole, move them into checkpoints/damaged/ and "
+    "start again from step 0 (default: stop with an error that lists what was tried).",
+)
 flags.DEFINE_enum(
     "strategy",
     "default",
@@ -215,7 +221,11 @@ def main(argv):
                 raise EnhancerGanError(f"--{flag} {path}: no such file or folder")
         from enhancer_gan.training.loop import train
 
-        result = train(config, strategy=_strategy(FLAGS.strategy))
+        result = train(
+            config,
+            strategy=_strategy(FLAGS.strategy),
+            restart_if_damaged=FLAGS.restart_if_damaged,
+        )
         print(
             f"{'Interrupted' if result.interrupted else 'Finished'} at step {result.step} "
             f"in {result.seconds:.0f} s. Checkpoint: {result.checkpoint_path}. "

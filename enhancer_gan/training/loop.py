@@ -13,6 +13,14 @@ checkpoint: checkpoints are written by TensorFlow to temporary names and
 committed by renaming the `checkpoint` index, and the data order is a pure
 function of the step (see `data.pipeline`). SIGINT and SIGTERM save a
 checkpoint and return cleanly.
+
+Each checkpoint gets a checksum file (`ckpt-N.sha256.json`) after it is
+committed. On resume the latest checkpoint is read whole first
+(`training.checkpoints`); a damaged one (cut short, missing files, changed
+bytes, a damaged state file) is moved into `checkpoints/damaged/` and the run
+resumes from the newest checkpoint that reads whole, with one log line
+saying so. When none reads whole the run stops with a
+NoReadableCheckpointError, unless `restart_if_damaged`.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import tensorflow as tf
 from enhancer_gan.config import ExperimentConfig, incompatible_fields
 from enhancer_gan.errors import ConfigError, EnhancerGanError
 from enhancer_gan.io_utils import atomic_write_text
+from enhancer_gan.training import checkpoints as ckpt_files
 
 # A rough floor of free space needed to start: a few checkpoints of the
 # full-size model (about 100 M parameters x 3 Adam slots x 4 bytes ~ 1.2 GB).
@@ -168,11 +177,18 @@ def _save_checkpoint(manager, step: int, run_dir: str) -> str:
     latest. This one's partial files are removed, so that nothing
     half-written is left looking like a checkpoint.
     """
+    prefix = os.path.join(manager.directory, f"ckpt-{step}")
     try:
-        return manager.save(checkpoint_number=step)
+        # A checksum file left from an earlier checkpoint of this number (moved
+        # aside as damaged, or never committed) must not describe the new one.
+        if os.path.exists(ckpt_files.checksum_path(prefix)):
+            os.remove(ckpt_files.checksum_path(prefix))
+        path = manager.save(checkpoint_number=step)
+        ckpt_files.write_checksums(path)
+        ckpt_files.remove_stale_checksums(manager.directory)
+        return path
     except (OSError, tf.errors.OpError) as e:
         last = manager.latest_checkpoint
-        prefix = os.path.join(manager.directory, f"ckpt-{step}")
         if last != prefix:
             for path in tf.io.gfile.glob(prefix + ".*") + tf.io.gfile.glob(prefix + "_temp*"):
                 with contextlib.suppress(OSError, tf.errors.OpError):
@@ -195,6 +211,7 @@ def train(
     source=None,
     progress: bool = True,
     log=print,
+    restart_if_damaged: bool = False,
 ) -> TrainResult:
     """Trains (or resumes) the run described by `config` until num_steps.
 
@@ -206,6 +223,9 @@ def train(
         config.data (tests).
       progress: show a tqdm progress bar.
       log: where one-line messages go.
+      restart_if_damaged: when no checkpoint of the run reads whole, move them
+        all into checkpoints/damaged/ and start from step 0 (default: stop
+        with a NoReadableCheckpointError that lists what was tried).
     """
     from tqdm.auto import tqdm
 
@@ -223,6 +243,9 @@ def train(
             f"{replicas} devices of the distribution strategy"
         )
     resuming = _check_run_dir(run_dir, config)
+    # Damaged checkpoints are found (and set aside) before the data is loaded.
+    checkpoint_dir = os.path.join(run_dir, "checkpoints")
+    resume = ckpt_files.prepare_resume(checkpoint_dir, restart_if_damaged=restart_if_damaged)
     if config.train.mixed_precision:
         tf.keras.mixed_precision.set_global_policy("mixed_float16")
 
@@ -254,13 +277,24 @@ def train(
     checkpoint = trainer.checkpoint()
     manager = tf.train.CheckpointManager(
         checkpoint,
-        os.path.join(run_dir, "checkpoints"),
+        checkpoint_dir,
         max_to_keep=config.train.max_checkpoints,
-        checkpoint_name="ckpt",
+        checkpoint_name=ckpt_files.CHECKPOINT_NAME,
     )
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        log(f"Resumed {run_dir} from {manager.latest_checkpoint} at step {int(trainer.step)}.")
+    if resume.prefix:
+        try:
+            checkpoint.restore(resume.prefix).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise RunDirError(
+                f"{resume.prefix}: the checkpoint reads whole but does not fit this model: "
+                f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__}"
+            ) from None
+        line = f"Resumed {run_dir} from {resume.prefix} at step {int(trainer.step)}."
+        if resume.notice:
+            line = f"{line[:-1]} after checking the checkpoints: {resume.notice}."
+        log(line)
+    elif resume.notice:
+        log(f"{run_dir}: {resume.notice}.")
     elif resuming:
         log(f"{run_dir}: config.json found but no checkpoint; starting from step 0.")
     atomic_write_text(os.path.join(run_dir, "config.json"), config.to_json())

@@ -3,6 +3,12 @@
 Tools that only use a run (feature extraction, generation, export) build the
 networks from the run's `config.json` and restore their weights from a
 checkpoint with `expect_partial()`: optimiser slots are not needed.
+
+The checkpoint is read whole first (`training.checkpoints.verify`): a damaged
+one is a `DamagedCheckpointError` naming the file, the damage and the
+checkpoints that read whole; one made for another configuration is a
+`RunError` that says so. Tools never fall back to another checkpoint on their
+own: `--checkpoint=` selects one.
 """
 
 from __future__ import annotations
@@ -13,11 +19,12 @@ import os
 import tensorflow as tf
 
 from enhancer_gan.config import ExperimentConfig
-from enhancer_gan.errors import EnhancerGanError
-
-
-class RunError(EnhancerGanError):
-    """A run folder or checkpoint cannot be used."""
+from enhancer_gan.training.checkpoints import (  # noqa: F401 - re-exported
+    CheckpointError,
+    DamagedCheckpointError,
+    RunError,
+    select_checkpoint,
+)
 
 
 @dataclasses.dataclass
@@ -43,17 +50,13 @@ def network_parts(networks) -> dict:
 
 
 def find_checkpoint(run_dir: str, checkpoint: str = "") -> str:
-    """The latest checkpoint of a run, or the named one ('ckpt-1200' or a path)."""
-    folder = os.path.join(run_dir, "checkpoints")
-    if checkpoint:
-        path = checkpoint if os.path.dirname(checkpoint) else os.path.join(folder, checkpoint)
-        if not tf.io.gfile.glob(path + ".index"):
-            raise RunError(f"{path}: no such checkpoint")
-        return path
-    latest = tf.train.latest_checkpoint(folder)
-    if latest is None:
-        raise RunError(f"{run_dir}: no checkpoint in {folder}; has the run saved one yet?")
-    return latest
+    """The latest checkpoint of a run, or the named one ('ckpt-1200' or a path).
+
+    Every tensor of it is read back first; a damaged checkpoint (or a damaged
+    state file naming the latest) is a DamagedCheckpointError that lists the
+    checkpoints that read whole, never a silent fall-back to one of them.
+    """
+    return select_checkpoint(os.path.join(run_dir, "checkpoints"), checkpoint, run_dir=run_dir)
 
 
 def load_run(run_dir: str, checkpoint: str = "", random_init: bool = False) -> LoadedRun:
@@ -80,6 +83,11 @@ def load_run(run_dir: str, checkpoint: str = "", random_init: bool = False) -> L
     ckpt = tf.train.Checkpoint(step=step, **network_parts(networks))
     try:
         ckpt.restore(path).expect_partial().assert_existing_objects_matched()
-    except (AssertionError, tf.errors.OpError, ValueError) as e:
-        raise RunError(f"{path}: checkpoint does not match the run's config: {e}") from None
+    except (AssertionError, tf.errors.OpError, ValueError, IndexError) as e:
+        # The checkpoint read whole a moment ago: it was made for other networks.
+        raise RunError(
+            f"{path}: checkpoint reads whole but does not match the run's config "
+            f"({os.path.join(run_dir, 'config.json')}): was it made for another "
+            f"configuration? {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"
+        ) from None
     return LoadedRun(config, networks, path, int(step))
