@@ -84,10 +84,38 @@ def test_voxel_loss_reaches_enhancer_generator(tmp_path, layer):
     assert named[last.path] is None
 
 
-def test_minimax_generator_loss_is_negative(tmp_path):
-    trainer = GanTrainer(tiny_model_config(), tiny_train_config(generator_loss="minimax"))
-    out = trainer.train_step(_batch(tmp_path))
-    assert float(out["loss/voxel_generator"]) < 0
+@pytest.mark.parametrize("kind", ["minimax", "non_saturating"])
+def test_generator_losses_against_a_numeric_reference(kind):
+    """Each generator loss, and its slope, against float64 formulas in D = sigmoid(l):
+    minimax log(1 - D), non-saturating -log D. A wrong sign or formula fails."""
+    import tensorflow as tf
+
+    from enhancer_gan.training import losses
+
+    logits = np.array([-30.0, -4.0, -0.5, 0.0, 0.7, 4.0, 30.0], np.float32)
+    d = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    one_minus_d = 1.0 / (1.0 + np.exp(logits.astype(np.float64)))  # exact near D = 1
+    if kind == "minimax":
+        reference, slope = np.log(one_minus_d), -d  # d/dl log(1 - D) = -D
+    else:
+        reference, slope = -np.log(d), -(1.0 - d)  # d/dl -log D = -(1 - D)
+    x = tf.constant(logits[:, None])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = losses.generator_loss(x, kind)
+    np.testing.assert_allclose(loss.numpy(), reference, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(loss, x).numpy()[:, 0], slope, rtol=1e-5, atol=1e-6)
+    # log(0.5) at l = 0, by hand.
+    assert loss.numpy()[3] == pytest.approx(-np.log(2.0) if kind == "minimax" else np.log(2.0))
+
+
+def test_trainer_uses_the_configured_generator_loss(tmp_path):
+    """The trainer's voxel generator loss is log(1 - D) (< 0) with 'minimax'
+    and -log D (> 0) with the default."""
+    for kind, sign in (("minimax", -1), ("non_saturating", 1)):
+        trainer = GanTrainer(tiny_model_config(), tiny_train_config(generator_loss=kind))
+        out = trainer.train_step(_batch(tmp_path / kind))
+        assert np.sign(float(out["loss/voxel_generator"])) == sign, kind
 
 
 def test_two_device_step_matches_one_device_step(tmp_path):
