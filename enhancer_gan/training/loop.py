@@ -32,6 +32,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -92,6 +93,23 @@ def _check_run_dir(run_dir: str, config: ExperimentConfig) -> bool:
             "or the original settings."
         )
     return True
+
+
+def _write_dir(strategy: tf.distribute.Strategy, run_dir: str) -> str:
+    """The folder this process writes: run_dir, or a temporary one on a non-chief worker.
+
+    Under MultiWorkerMirroredStrategy every worker runs this same loop (its
+    checkpoint saves and metric reads are collective), but only the chief
+    (`strategy.extended.should_checkpoint`) writes the run folder; the
+    others write their checkpoints, summaries and samples into a temporary
+    folder that is deleted at the end (TensorFlow's documented pattern).
+    Every worker resumes from the chief's checkpoints, so the run folder must
+    be on a file system that all of them see.
+    """
+    if strategy.extended.should_checkpoint:
+        return run_dir
+    resolver = strategy.cluster_resolver
+    return tempfile.mkdtemp(prefix=f"enhancer_gan_{resolver.task_type}{resolver.task_id}_")
 
 
 def _check_disk(run_dir: str, num_parameters: int) -> None:
@@ -242,10 +260,15 @@ def train(
             f"batch_size {config.train.batch_size} is not divisible by the "
             f"{replicas} devices of the distribution strategy"
         )
-    resuming = _check_run_dir(run_dir, config)
+    write_dir = _write_dir(strategy, run_dir)  # run_dir except on a non-chief worker
+    resuming = _check_run_dir(write_dir, config)
     # Damaged checkpoints are found (and set aside) before the data is loaded.
     checkpoint_dir = os.path.join(run_dir, "checkpoints")
-    resume = ckpt_files.prepare_resume(checkpoint_dir, restart_if_damaged=restart_if_damaged)
+    if write_dir == run_dir:
+        resume = ckpt_files.prepare_resume(checkpoint_dir, restart_if_damaged=restart_if_damaged)
+    else:  # the chief checks (and moves) damaged files; the others only read
+        latest = tf.train.latest_checkpoint(checkpoint_dir)
+        resume = ckpt_files.Resume(latest, None, "")
     if config.train.mixed_precision:
         tf.keras.mixed_precision.set_global_policy("mixed_float16")
 
@@ -272,12 +295,12 @@ def train(
     with strategy.scope():
         trainer = GanTrainer(config.model, config.train)
     num_parameters = sum(int(np.prod(v.shape)) for vs in trainer.variables_of.values() for v in vs)
-    _check_disk(run_dir, num_parameters)
+    _check_disk(write_dir, num_parameters)
 
     checkpoint = trainer.checkpoint()
     manager = tf.train.CheckpointManager(
         checkpoint,
-        checkpoint_dir,
+        os.path.join(write_dir, "checkpoints"),
         max_to_keep=config.train.max_checkpoints,
         checkpoint_name=ckpt_files.CHECKPOINT_NAME,
     )
@@ -297,7 +320,7 @@ def train(
         log(f"{run_dir}: {resume.notice}.")
     elif resuming:
         log(f"{run_dir}: config.json found but no checkpoint; starting from step 0.")
-    atomic_write_text(os.path.join(run_dir, "config.json"), config.to_json())
+    atomic_write_text(os.path.join(write_dir, "config.json"), config.to_json())
 
     start = int(trainer.step)
     total = config.train.num_steps
@@ -311,7 +334,7 @@ def train(
         start_step=start,
     )
     dist_dataset = strategy.experimental_distribute_dataset(dataset)
-    writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
+    writer = tf.summary.create_file_writer(os.path.join(write_dir, "train"))
     sample_z = _sample_noise(config)
     metrics: dict[str, float] = {}
     interrupted = False
@@ -349,7 +372,7 @@ def train(
                     occ=f"{metrics['voxel/fake_occupancy']:.3f}",
                 )
             if step % config.train.sample_every == 0 or step == total:
-                write_samples(trainer, sample_z, step, run_dir, writer)
+                write_samples(trainer, sample_z, step, write_dir, writer)
             if step % config.train.checkpoint_every == 0 and step < total:
                 save(step)
             if stop["signal"] is not None:
@@ -366,6 +389,8 @@ def train(
             f"Stopped by signal {stop['signal']} at step {step}; checkpoint {path}. "
             f"Resume with the same command (same --run_dir={run_dir})."
         )
+    if write_dir != run_dir:
+        shutil.rmtree(write_dir, ignore_errors=True)
     return TrainResult(
         step=step,
         interrupted=interrupted,
