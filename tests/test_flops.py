@@ -74,17 +74,37 @@ class NetworkMacsTest(tf.test.TestCase):
             self.assertAllClose(self.costs[name], expected, rtol=0.01, msg=name)
 
     def test_forward_macs_exact(self):
-        # GM: 64*2^27 + 512*2^21 + 4096*2^19 + 32768*4096 ... worked out from SPEC's table.
-        self.assertEqual(forward_macs(self.nets.voxel_generator), 3_892_314_112)
-        self.assertEqual(forward_macs(self.nets.voxel_discriminator), 3_892_346_880)
-        self.assertEqual(forward_macs(self.nets.enhancer_generator), 3_398_041_600)
-        self.assertEqual(forward_macs(self.nets.enhancer_discriminator), 648_839_168)
-        # GE by hand: Dense 100 * 32,768, four 5x5 transposed convs of
-        # 838,860,800 MACs each (in positions x 25 x c_in x c_out), the image layer.
-        self.assertEqual(
-            forward_macs(self.nets.enhancer_generator),
-            100 * 32_768 + 4 * 838_860_800 + 64 * 64 * 25 * 128 * 3,
+        # By hand from the layer table (docs/DESIGN.md#networks), per layer
+        # positions x kernel volume x c_in x c_out; a transposed convolution
+        # scatters one kernel per INPUT position, a convolution gathers one
+        # per OUTPUT position.
+        gm = (
+            4**3 * 4**3 * 512 * 256  # 4^3 inputs -> 8^3 x 256
+            + 8**3 * 4**3 * 256 * 128  # -> 16^3 x 128
+            + 16**3 * 4**3 * 128 * 64  # -> 32^3 x 64
+            + 32**3 * 4**3 * 64 * 1  # -> 64^3 x 1
         )
+        dm = (
+            32**3 * 4**3 * 1 * 64  # 64^3 -> 32^3 x 64
+            + 16**3 * 4**3 * 64 * 128
+            + 8**3 * 4**3 * 128 * 256
+            + 4**3 * 4**3 * 256 * 512
+            + 4**3 * 512  # Dense -> 1 logit
+        )
+        ge = 100 * 4 * 4 * 2048 + sum(
+            side**2 * 25 * c_in * c_out
+            for side, c_in, c_out in ((4, 2048, 1024), (8, 1024, 512), (16, 512, 256))
+        )
+        ge += 32**2 * 25 * 256 * 128 + 64**2 * 25 * 128 * 3
+        de = sum(
+            side**2 * 25 * c_in * c_out
+            for side, c_in, c_out in ((64, 3, 64), (32, 64, 128), (16, 128, 256), (8, 256, 512))
+        )
+        de += 8 * 8 * 512
+        self.assertEqual(forward_macs(self.nets.voxel_generator), gm)
+        self.assertEqual(forward_macs(self.nets.voxel_discriminator), dm)
+        self.assertEqual(forward_macs(self.nets.enhancer_generator), ge)
+        self.assertEqual(forward_macs(self.nets.enhancer_discriminator), de)
 
     def test_train_step_formula(self):
         c = self.costs
@@ -139,3 +159,56 @@ class ConfigVariantsTest(tf.test.TestCase):
         self.assertEqual(small["voxel_generator"], gm32)
         self.assertLess(small["voxel_discriminator"], full["voxel_discriminator"])
         self.assertEqual(small["enhancer_generator"], full["enhancer_generator"])
+
+
+class ProfilerAgreementTest(tf.test.TestCase):
+    """The counts against TensorFlow's own graph profiler, an independent count.
+
+    The profiler counts 2 FLOPs per MAC of Conv2D, Conv3D, MatMul and
+    Conv2DBackpropInput (a Conv2DTranspose) from the traced graph's shapes,
+    plus the small element-wise ops (bias, batch norm, activations), so its
+    total lies at or a little above 2 x our MACs. It does not count
+    Conv3DBackpropInput, so GM's transposed convolutions are checked against
+    the convolution they are the transpose of (same kernel, channels swapped,
+    run on the transposed convolution's output): the same products.
+    """
+
+    @staticmethod
+    def _profiled_flops(fn, spec) -> int:
+        from tensorflow.python.profiler import model_analyzer, option_builder
+
+        graph = tf.function(fn).get_concrete_function(spec).graph
+        options = option_builder.ProfileOptionBuilder.float_operation()
+        options["output"] = "none"
+        return model_analyzer.profile(graph, options=options).total_float_ops
+
+    def test_networks_agree_with_the_profiler(self):
+        config = ModelConfig(resolution=32, width_multiplier=1 / 16, image_size=32)
+        nets = build_networks(config)
+        inputs = {
+            "voxel_discriminator": (1, 32, 32, 32, 1),
+            "enhancer_generator": (1, 100),
+            "enhancer_discriminator": (1, 32, 32, 3),
+        }
+        for name, shape in inputs.items():
+            model = getattr(nets, name)
+            profiled = self._profiled_flops(
+                lambda x, model=model: model(x, training=False), tf.TensorSpec(shape, tf.float32)
+            )
+            ours = 2 * forward_macs(model)
+            self.assertBetween(profiled / ours, 1.0, 1.01, msg=name)
+
+    def test_transposed_convolutions_agree_with_their_adjoint_convolutions(self):
+        config = ModelConfig(resolution=32, width_multiplier=1 / 16, image_size=32)
+        gm = build_networks(config).voxel_generator
+        deconvs = [layer for layer in gm.layers if isinstance(layer, keras.layers.Conv3DTranspose)]
+        self.assertLen(deconvs, 3)
+        for deconv in deconvs:
+            in_shape = deconv.get_build_config()["input_shape"]
+            out_shape = deconv.compute_output_shape(in_shape)
+            conv = keras.layers.Conv3D(in_shape[-1], deconv.kernel_size, strides=2, padding="same")
+            spec = tf.TensorSpec((1, *out_shape[1:]), tf.float32)
+            conv.build(spec.shape)
+            profiled = self._profiled_flops(conv, spec)
+            self.assertEqual(conv.compute_output_shape(spec.shape)[1:], tuple(in_shape[1:]))
+            self.assertBetween(profiled / (2 * layer_macs(deconv)), 1.0, 1.01, msg=deconv.name)
