@@ -383,7 +383,38 @@ def test_run_dir_under_a_file_is_refused_before_anything_is_written(tmp_path, so
     assert blocker.read_text() == "a file where a folder should be"
 
 
-def test_read_only_run_dir_is_refused(tmp_path, source):
+def _deny_writes_under(monkeypatch, folder):
+    """Makes creating files or folders under `folder` fail with EACCES.
+
+    What chmod 0o500 does for a normal user; root ignores file modes, so the
+    denial is also made explicit here (open for writing, os.makedirs).
+    """
+    import builtins
+
+    real_open, real_makedirs = builtins.open, os.makedirs
+    prefix = os.path.abspath(folder) + os.sep
+
+    def inside(path):
+        return isinstance(path, (str, os.PathLike)) and os.path.abspath(path).startswith(prefix)
+
+    def denied(path):
+        return PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+
+    def guarded_open(path, mode="r", *args, **kwargs):
+        if inside(path) and any(c in mode for c in "wax+"):
+            raise denied(path)
+        return real_open(path, mode, *args, **kwargs)
+
+    def guarded_makedirs(path, *args, **kwargs):
+        if inside(path) and not os.path.isdir(path):
+            raise denied(path)
+        return real_makedirs(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(os, "makedirs", guarded_makedirs)
+
+
+def test_read_only_run_dir_is_refused(tmp_path, source, monkeypatch):
     from enhancer_gan.training.loop import RunDirError
     from tests.helpers import tiny_experiment
 
@@ -391,16 +422,12 @@ def test_read_only_run_dir_is_refused(tmp_path, source):
     folder.mkdir()
     folder.chmod(0o500)
     try:
-        probe = folder / "probe"
-        try:
-            probe.write_text("x")
-        except PermissionError:
-            pass
-        else:
-            probe.unlink()
-            pytest.skip("running as root: chmod 0o500 does not stop writes (see the test above)")
+        _deny_writes_under(monkeypatch, folder)  # also when running as root
+        with pytest.raises(PermissionError):
+            open(folder / "probe", "w")
         with pytest.raises(RunDirError, match="not writable"):
             _train(tiny_experiment(str(folder / "run")), source)
+        monkeypatch.undo()
         assert os.listdir(folder) == []
     finally:
         folder.chmod(0o700)
