@@ -29,10 +29,24 @@ def test_full_size_feature_is_57344_at_both_resolutions(resolution):
     assert [getattr(dm, n).filters for n in dm.feature_layer_names] == [128, 256, 512]
 
 
-def test_pool_geometry_matches_spec():
-    assert pool_geometry(16) == (8, 4)
-    assert pool_geometry(8) == (4, 2)
-    assert pool_geometry(4) == (2, 1)
+@pytest.mark.parametrize("side", [16, 8, 4])
+def test_pool_geometry_gives_4_cubed_and_sees_every_voxel(side):
+    """What the geometry must achieve, checked on TensorFlow's own pooling:
+    a 4^3 output, and no voxel outside every window (a single hot voxel at
+    any index survives the max-pool; windows are separable by axis, so the
+    diagonal covers every index of every axis)."""
+    import tensorflow as tf
+
+    kernel, stride = pool_geometry(side)
+    x = np.zeros((side, side, side, side, 1), np.float32)
+    x[np.arange(side), np.arange(side), np.arange(side), np.arange(side)] = 1.0
+    pooled = pooled_features({"a": x}, ["a"]).numpy()
+    assert pooled.shape == (side, 64)
+    assert np.all(pooled.max(axis=1) == 1.0)
+    # 'valid' windows of the same geometry give 3^3 per layer (24,192 numbers
+    # in all), not the paper's 57,344: the padding must be 'same'.
+    valid = tf.nn.max_pool3d(x, ksize=kernel, strides=stride, padding="VALID")
+    assert valid.shape[1:4] == (3, 3, 3)
 
 
 def _numpy_pool_same(x, kernel, stride):
