@@ -54,7 +54,7 @@ class LayerMacsTest(tf.test.TestCase, parameterized.TestCase):
 
 
 class NetworkMacsTest(tf.test.TestCase):
-    """The paper-sized networks against SPEC.md's numbers."""
+    """The paper-sized networks against docs/DESIGN.md#cost."""
 
     @classmethod
     def setUpClass(cls):
@@ -118,7 +118,7 @@ class NetworkMacsTest(tf.test.TestCase):
             c["train_step_flops"],
             c["discriminator_update_flops"] + 2 * c["generator_update_flops"],
         )
-        # SPEC.md: "about 100 G MACs = 200 GFLOP per sample", ~13 TFLOP per 64.
+        # docs/DESIGN.md#cost: about 211 GFLOP per sample, ~13.5 TFLOP per 64.
         self.assertAllClose(c["train_step_flops"], 211.05e9, rtol=1e-3)
         self.assertAllClose(64 * c["train_step_flops"], 13.5e12, rtol=0.01)
 

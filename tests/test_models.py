@@ -76,7 +76,7 @@ class FullSizeTest(tf.test.TestCase, parameterized.TestCase):
         cls.nets = build_networks(ModelConfig())
 
     def test_parameter_counts_resolution_64(self):
-        # (trainable, total): totals add BN moving mean/variance. SPEC.md:
+        # (trainable, total): totals add BN moving mean/variance. docs/DESIGN.md#networks:
         # GE about 72.9 M, DE 4.3 M, GM 11.0 M, DM 11.0 M.
         self.assertEqual(_counts(self.nets.enhancer_generator), (72_926_339, 72_934_275))
         self.assertEqual(_counts(self.nets.enhancer_discriminator), (4_340_225, 4_342_017))

@@ -6,9 +6,8 @@ n (<= 9,843) much smaller than d, the fast way to train a linear SVM is in
 kernel space: the Gram matrix K = Z Z^T of the standardised features Z and
 `sklearn.svm.SVC(kernel="precomputed")` (libsvm). That is the same
 optimisation problem as `SVC(kernel="linear")` on Z, only with the kernel
-computed once by BLAS instead of per pair inside libsvm (SPEC.md, "Measured
-here": liblinear's `LinearSVC` did not finish on 3,991 x 57,344 in 25 minutes;
-the Gram-matrix route takes seconds).
+computed once by BLAS instead of per pair inside libsvm (liblinear's
+`LinearSVC` is far too slow at this size: docs/DESIGN.md#measured).
 
 Multi-class: SVC trains one binary SVM per pair of classes (one-vs-one,
 k(k-1)/2 machines) and predicts by majority vote; ties go to the lowest class

@@ -3,7 +3,7 @@
 DM's last three conv layers (16^3 x 128, 8^3 x 256, 4^3 x 512 at full width,
 at both resolutions) are each max-pooled to 4^3 with 'same' padding (kernel
 8, 4, 2 and stride 4, 2, 1: kernel = 2 x stride, stride = side / 4) and
-concatenated: 8,192 + 16,384 + 32,768 = 57,344 (SPEC.md). DM runs in
+concatenated: 8,192 + 16,384 + 32,768 = 57,344 (docs/DESIGN.md#features). DM runs in
 inference mode (batch-norm moving statistics), so a shape's feature does not
 depend on the other shapes in its batch.
 """
