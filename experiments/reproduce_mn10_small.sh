@@ -10,7 +10,7 @@
 # (GE layer 1) and without; then Table 1 (linear SVM) and Table 2 (retrieval
 # mAP, Figure 4) on the test split with the randomly initialised DM of the
 # same architecture and seed as the floor. Then the mean and spread over
-# seeds (Welch's t-test between rows), retrieval under three feature scalings
+# seeds (paired differences by seed, 95% t-interval), retrieval under three feature scalings
 # (feature_diagnostics.py), a sheet of generated shapes and the
 # generation-quality metrics of the first seed's enhancer run.
 #
