@@ -158,6 +158,12 @@ def test_write_read_round_trip(tmp_path):
     np.testing.assert_array_equal(v, vertices)  # exact: 17 significant digits
     np.testing.assert_array_equal(f, faces)
     assert not list(pathlib.Path(tmp_path).glob(".*tmp*"))  # no temporary left behind
+    # Fewer digits (the synthetic data set's meshes): the given precision.
+    write_off(tmp_path / "short.off", vertices, faces, digits=9)
+    v9, _ = read_off(tmp_path / "short.off")
+    np.testing.assert_allclose(v9, vertices, rtol=5e-9)
+    assert not np.array_equal(v9, vertices)
+    assert (tmp_path / "short.off").stat().st_size < (tmp_path / "out.off").stat().st_size
 
 
 def test_write_refuses_invalid_meshes(tmp_path):

@@ -229,6 +229,13 @@ def test_view_metadata_ranges_match_r2n2():
     assert np.all(meta[:, 2] == 0)
     assert 0.65 <= meta[:, 3].min() and meta[:, 3].max() <= 0.9
     assert np.all(meta[:, 4] == 25)
+    # The same draws as the renders of data sets without views, rounded to
+    # the 12 digits written to rendering_metadata.txt.
+    from enhancer_gan.data.views import view_parameters
+
+    drawn = view_parameters(np.random.default_rng(0), 2000)
+    np.testing.assert_allclose(meta, drawn, rtol=1e-11)
+    assert not np.array_equal(meta, drawn)  # rounded, not the raw draws
 
 
 def test_modelnet_frame_is_the_inverse_of_the_readers_z_up_turn():
