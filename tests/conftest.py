@@ -3,8 +3,12 @@
 import os
 import pathlib
 
-import pytest
-from hypothesis import HealthCheck, settings
+# The package turns on TensorFlow's oneDNN kernels (enhancer_gan/__init__.py);
+# test modules may import TensorFlow first, so the same default is set here.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
