@@ -187,6 +187,11 @@ class TrainConfig:
         label smoothing (0.9 is common; generated targets stay 0).
       r1_gamma: weight of the R1 penalty gamma/2 E||grad_x D(x_real)||^2 on
         DM (Mescheder et al. 2018); 0 = off.
+      discriminator_augment: differentiable augmentation of everything DM
+        sees, real and generated alike, in both updates (DiffAugment, Zhao
+        et al. 2020): a random shift by up to 1/16 of the side along each
+        axis (zero fill) and a random mirror of x and of z (the horizontal
+        plane; y is up). DM must then judge shapes, not their exact place.
     """
 
     batch_size: int = 64
@@ -210,6 +215,7 @@ class TrainConfig:
     instance_noise_steps: int = 0
     real_label: float = 1.0
     r1_gamma: float = 0.0
+    discriminator_augment: bool = False
 
     @property
     def d_learning_rate(self) -> float:

@@ -141,6 +141,11 @@ flags.DEFINE_float(
     "real_label", _T.real_label, "Discriminators' target for real inputs (<1: label smoothing)."
 )
 flags.DEFINE_float("r1_gamma", _T.r1_gamma, "Weight of the R1 gradient penalty on DM (0 = off).")
+flags.DEFINE_bool(
+    "discriminator_augment",
+    _T.discriminator_augment,
+    "Random shifts and x/z mirrors of everything DM sees (DiffAugment).",
+)
 
 FLAGS = flags.FLAGS
 
@@ -192,6 +197,7 @@ def config_from_flags() -> ExperimentConfig:
             instance_noise_steps=FLAGS.instance_noise_steps,
             real_label=FLAGS.real_label,
             r1_gamma=FLAGS.r1_gamma,
+            discriminator_augment=FLAGS.discriminator_augment,
         ),
         run_dir=FLAGS.run_dir or "",
     )

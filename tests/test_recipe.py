@@ -160,3 +160,33 @@ def test_r1_penalty_changes_the_discriminator_update(tmp_path):
         results.append(_values(trainer.networks.voxel_discriminator))
         assert (float(trainer.metrics["loss/r1_penalty"].result()) > 0) == (gamma > 0)
     assert any(not np.allclose(a, b) for a, b in zip(*results))
+
+
+def test_augmentation_shifts_and_mirrors_each_example_and_passes_gradients():
+    trainer = GanTrainer(tiny_model_config(), tiny_train_config(discriminator_augment=True))
+    grid = np.zeros([16, 32, 32, 32, 1], np.float32)
+    grid[:, 10, 12, 14, 0] = 1.0  # one voxel at (x, y, z) = (10, 12, 14)
+    x = tf.constant(grid)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = trainer._augment(x, 0)
+        total = tf.reduce_sum(out * tf.range(32.0)[:, None, None, None])
+    assert tape.gradient(total, x) is not None
+    out = out.numpy()[..., 0]
+    positions = set()
+    for k in range(16):
+        (px, py, pz) = np.argwhere(out[k] > 0.5)[0]
+        assert out[k].sum() == 1.0  # a shift by <= 2 keeps it inside; nothing else appears
+        assert abs(py - 12) <= 2  # y (up) is shifted, never mirrored
+        assert min(abs(px - 10), abs(px - 21)) <= 2  # x: shifted, maybe mirrored (31 - 10)
+        assert min(abs(pz - 14), abs(pz - 17)) <= 2
+        positions.add((px, py, pz))
+    assert len(positions) > 8  # each example draws its own transform
+    np.testing.assert_array_equal(out, trainer._augment(x, 0).numpy()[..., 0])
+    assert not np.array_equal(out, trainer._augment(x, 1).numpy()[..., 0])
+
+
+def test_no_augmentation_leaves_inputs_untouched():
+    trainer = GanTrainer(tiny_model_config(), tiny_train_config())
+    x = tf.random.uniform([2, 32, 32, 32, 1])
+    assert trainer._augment(x, 0) is x

@@ -14,8 +14,8 @@ on every replica of the current `tf.distribute` strategy:
 Recipe options beyond the paper (TrainConfig; all off by default): separate
 discriminator/generator learning rates, discriminator gating (skip a
 discriminator's update when its accuracy on the batch is above a threshold),
-annealed instance noise on DM's inputs, one-sided label smoothing and an R1
-penalty on DM. Skipped updates are not applied at all (no Adam step), so each
+annealed instance noise on DM's inputs, one-sided label smoothing, an R1
+penalty on DM and differentiable augmentation of DM's inputs. Skipped updates are not applied at all (no Adam step), so each
 discriminator optimiser's `iterations` counts the updates it made, and every
 generator optimiser's counts `generator_steps_per_discriminator_step` per step.
 
@@ -55,8 +55,9 @@ METRIC_NAMES = (
     "loss/r1_penalty",
 )
 
-# Salt of the stateless RNG that draws instance noise (see `_instance_noise`).
+# Salts of the stateless RNGs of instance noise and DM's input augmentation.
 _NOISE_SALT = 0x1A5E
+_AUGMENT_SALT = 0x0A06
 
 
 def _adam(config: TrainConfig, name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -213,6 +214,33 @@ class GanTrainer(tf.Module):
         noise = tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=x.dtype)
         return x + tf.cast(self.instance_noise_std(), x.dtype) * noise
 
+    def _augment(self, x: tf.Tensor, which: int) -> tf.Tensor:
+        """DiffAugment for DM: random shift (zero fill) and x/z mirror per example.
+
+        Keyed like the instance noise; only gathers and reversals, so the
+        generator's gradient flows through.
+        """
+        if not self.train_config.discriminator_augment:
+            return x
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        key = (self.step * 64 + tf.cast(replica, tf.int64)) * 8 + which
+        seed = tf.stack([tf.constant(self.train_config.seed, tf.int64) + _AUGMENT_SALT, key])
+        b, r = tf.shape(x)[0], x.shape[1]
+        pad = max(1, r // 16)
+        shifts = tf.random.stateless_uniform(
+            [b, 3], seed, minval=-pad, maxval=pad + 1, dtype=tf.int32
+        )
+        flips = tf.random.stateless_uniform([b, 2], seed + 1, maxval=2, dtype=tf.int32) > 0
+        x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [pad, pad], [0, 0]])
+        base = tf.range(r, dtype=tf.int32)[None, :] + pad
+        for axis in range(3):
+            idx = base - shifts[:, axis : axis + 1]  # [B, R]
+            x = tf.gather(x, idx, axis=axis + 1, batch_dims=1)
+        for k, axis in enumerate((1, 3)):  # x and z
+            mask = tf.reshape(flips[:, k], [-1, 1, 1, 1, 1])
+            x = tf.where(mask, tf.reverse(x, [axis]), x)
+        return x
+
     def _replica_step(self, batch):
         cfg = self.train_config
         nets = self.networks
@@ -228,8 +256,8 @@ class GanTrainer(tf.Module):
         # 1. Discriminators (DE and DM) on real pairs and on detached fakes.
         fake_voxels, fake_outputs = self.generate(z[:, 0], training=True)
         fake_voxels = tf.stop_gradient(fake_voxels)
-        dm_real_in = self._instance_noise(real_voxels, 0)
-        dm_fake_in = self._instance_noise(fake_voxels, 1)
+        dm_real_in = self._instance_noise(self._augment(real_voxels, 0), 0)
+        dm_fake_in = self._instance_noise(self._augment(fake_voxels, 1), 1)
         with tf.GradientTape(persistent=persistent) as tape:
             if cfg.r1_gamma > 0:
                 with tf.GradientTape() as r1_tape:
@@ -286,7 +314,7 @@ class GanTrainer(tf.Module):
         for k in range(n_g):
             with tf.GradientTape(persistent=persistent) as tape:
                 voxels, outputs = self.generate(z[:, 1 + k], training=True)
-                judged = self._instance_noise(voxels, 2 + k)
+                judged = self._instance_noise(self._augment(voxels, 2 + k), 2 + k)
                 logits = nets.voxel_discriminator(judged, training=True)["logits"]
                 g_loss = avg(losses.generator_loss(logits, cfg.generator_loss))
                 g_sums["loss/voxel_generator"] += g_loss
