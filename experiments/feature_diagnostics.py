@@ -33,34 +33,12 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing output.")
 FLAGS = flags.FLAGS
 
 
-def diagnose(train: dict, test: dict) -> dict[str, float]:
-    """mAP (%) raw / standardised / L2-normalised, and variance concentration."""
-    import numpy as np
-
-    from enhancer_gan.evaluation.kernels import fit_standardizer
-    from enhancer_gan.evaluation.retrieval import retrieval_map
-
-    x, y = test["features"], test["labels"]
-    raw = retrieval_map(x, y).mean_average_precision
-    standardized = retrieval_map(fit_standardizer(train["features"]).transform(x), y)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    l2 = retrieval_map(x / np.maximum(norms, 1e-12), y)
-    var = np.sort(x.var(axis=0))[::-1]
-    top = max(1, len(var) // 100)
-    return {
-        "raw": 100 * raw,
-        "standardized": 100 * standardized.mean_average_precision,
-        "l2": 100 * l2.mean_average_precision,
-        "top1pct_variance": float(var[:top].sum() / max(var.sum(), 1e-30)),
-        "dims": int(x.shape[1]),
-    }
-
-
 def main(argv):
     if len(argv) > 1:
         print(f"error: unexpected arguments {' '.join(argv[1:])}", file=sys.stderr)
         return 2
     try:
+        from enhancer_gan.evaluation.diagnostics import retrieval_scalings
         from enhancer_gan.evaluation.features import load_features
         from enhancer_gan.evaluation.report import markdown_table
         from enhancer_gan.io_utils import atomic_write_text, check_can_write
@@ -77,7 +55,7 @@ def main(argv):
                 paths = [os.path.join(root, label, f"{s}.npz") for s in ("train", "test")]
                 if not all(os.path.isfile(p) for p in paths):
                     continue
-                d = diagnose(*(load_features(p) for p in paths))
+                d = retrieval_scalings(*(load_features(p) for p in paths))
                 print(f"{folder} {label}: raw {d['raw']:.2f}, standardized {d['standardized']:.2f}")
                 rows.append(
                     [

@@ -20,34 +20,20 @@ RUNS="${RUNS:-runs/recipes}"
 CACHE="${CACHE:-data_cache/mn10_vox32}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
-# name -> flags. "paper" is the paper's recipe (every default).
-declare -A RECIPE=(
-    [paper]=""
-    [d_lr_1e-5]="--discriminator_learning_rate=1e-5"
-    [gate_0.8]="--discriminator_gate=0.8"
-    [3dgan]="--discriminator_learning_rate=1e-5 --generator_learning_rate=2.5e-3 --discriminator_gate=0.8"
-    [noise_0.2]="--instance_noise=0.2"
-    [r1_10]="--r1_gamma=10"
-    [smooth_0.9]="--real_label=0.9"
-    [d_lr_1e-5+noise]="--discriminator_learning_rate=1e-5 --instance_noise=0.2"
-    [d_lr_1e-5+r1]="--discriminator_learning_rate=1e-5 --r1_gamma=10"
-    [all]="--discriminator_learning_rate=1e-5 --instance_noise=0.2 --discriminator_gate=0.8 --real_label=0.9"
-    [augment]="--discriminator_augment"
-    [augment+d_lr_1e-5]="--discriminator_augment --discriminator_learning_rate=1e-5"
-    [augment+noise]="--discriminator_augment --instance_noise=0.2"
-)
+# shellcheck source=experiments/recipes.sh
+source experiments/recipes.sh
 # The order of docs/RESULTS.md's screen (the first eight were run there).
 ORDER="paper d_lr_1e-5 gate_0.8 3dgan noise_0.2 augment augment+d_lr_1e-5 r1_10"
 ORDER="$ORDER augment+noise smooth_0.9 d_lr_1e-5+noise d_lr_1e-5+r1 all"
 RECIPES="${RECIPES:-$ORDER}"
 
 for name in $RECIPES; do
-    [ -n "${RECIPE[$name]+x}" ] || { echo "unknown recipe $name" >&2; exit 2; }
+    flags_of_recipe=$(recipe_flags "$name")
     start=$(date +%s)
     # shellcheck disable=SC2086
     python experiments/train.py --flagfile=experiments/configs/mn10_small.cfg \
         --data_dir="$DATA" --cache_dir="$CACHE" --seed="$SEED" --num_steps="$STEPS" \
         --checkpoint_every="$EVERY" --max_checkpoints=20 --sample_every="$STEPS" \
-        --run_dir="$RUNS/${name}_s$SEED" ${RECIPE[$name]} "$@"
+        --run_dir="$RUNS/${name}_s$SEED" $flags_of_recipe "$@"
     echo "recipe $name seed $SEED: $(( $(date +%s) - start )) s"
 done

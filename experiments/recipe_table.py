@@ -1,0 +1,187 @@
+"""The recipe table of docs/RESULTS.md: every row over seeds, paired with the floor.
+
+  python experiments/recipe_table.py \
+      --results_dirs=results/mn10_small/seed0,results/mn10_small/seed1,results/mn10_small/seed2 \
+      --output=results/mn10_small/recipes.md
+
+Each results folder is one seed: `table1.json` and `table2.json` of the table
+scripts (run with --random_baseline, so the floor `random_init` is a row),
+their features (`features/<label>/{train,test}.npz`, for the standardised
+mAP) and, where present, `generation_<label>.json` of
+tools/evaluate_generation.py (coverage and MMD of the row's samples).
+
+Per row: the mean ± std over seeds of SVM accuracy, raw and standardised mAP,
+COV and MMD; and, paired by seed, the difference to the floor and to the
+paper's recipe (`--reference`) with its 95% t-interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from enhancer_gan.cli import flags_parser  # noqa: E402
+from enhancer_gan.errors import ConfigError, EnhancerGanError  # noqa: E402
+
+flags.DEFINE_list("results_dirs", [], "One results folder per seed.")
+flags.DEFINE_string("output", None, "Markdown file to write (a .json is written beside it).")
+flags.DEFINE_string("floor", "random_init", "Label of the random-weight floor.")
+flags.DEFINE_string("reference", "paper", "Label of the paper's recipe (second comparison).")
+flags.DEFINE_bool("overwrite", False, "Replace an existing output.")
+FLAGS = flags.FLAGS
+
+METRICS = (
+    ("svm", "SVM acc. (%)"),
+    ("map_raw", "mAP raw (%)"),
+    ("map_std", "mAP std. (%)"),
+    ("cov", "COV"),
+    ("mmd", "MMD"),
+)
+
+
+def read_seed(folder: str) -> dict[str, dict[str, float]]:
+    """{label: {metric: value}} of one results folder."""
+    from enhancer_gan.evaluation.diagnostics import retrieval_scalings
+    from enhancer_gan.evaluation.features import load_features
+    from enhancer_gan.evaluation.seeds import read_table
+
+    t1, t2 = read_table(folder, "table1"), read_table(folder, "table2")
+    rows: dict[str, dict[str, float]] = {}
+    for label in t1["order"]:
+        rows.setdefault(label, {})["svm"] = float(t1["runs"][label]["accuracy_pct"])
+    for label in t2["order"]:
+        rows.setdefault(label, {})["map_raw"] = float(t2["runs"][label]["map_pct"])
+    for label in rows:
+        paths = [os.path.join(folder, "features", label, f"{s}.npz") for s in ("train", "test")]
+        if all(os.path.isfile(p) for p in paths):
+            scal = retrieval_scalings(*(load_features(p) for p in paths))
+            rows[label]["map_std"] = scal["standardized"]
+        gen = os.path.join(folder, f"generation_{label}.json")
+        if os.path.isfile(gen):
+            with open(gen) as f:
+                report = json.load(f)
+            rows[label]["cov"], rows[label]["mmd"] = float(report["cov"]), float(report["mmd"])
+    return rows
+
+
+def build(results_dirs, floor: str, reference: str) -> dict:
+    """Summaries per label and metric, and paired comparisons to floor and reference."""
+    from enhancer_gan.evaluation.seeds import Summary, paired
+
+    per_seed = {folder: read_seed(folder) for folder in results_dirs}
+    labels: list[str] = []
+    for rows in per_seed.values():
+        labels += [label for label in rows if label not in labels]
+    summaries: dict[str, dict[str, Summary]] = {}
+    for label in labels:
+        for metric, _ in METRICS:
+            items = [
+                (rows[label][metric], folder)
+                for folder, rows in per_seed.items()
+                if metric in rows.get(label, {})
+            ]
+            if items:
+                summaries.setdefault(label, {})[metric] = Summary(
+                    label, tuple(v for v, _ in items), tuple(s for _, s in items)
+                )
+    comparisons = {}
+    for label in labels:
+        for base in (floor, reference):
+            if label == base or base not in summaries:
+                continue
+            for metric in ("svm", "map_raw", "map_std"):
+                a, b = summaries[label].get(metric), summaries[base].get(metric)
+                if a and b:
+                    comparisons[(label, base, metric)] = paired(a, b)
+    return {"labels": labels, "summaries": summaries, "comparisons": comparisons}
+
+
+def _cell(summary) -> str:
+    if summary is None:
+        return "—"
+    digits = 3 if summary.label and max(abs(v) for v in summary.values) < 2 else 2
+    std = "" if math.isnan(summary.std) else f" ± {summary.std:.{digits}f}"
+    return f"{summary.mean:.{digits}f}{std}"
+
+
+def _diff(c) -> str:
+    if c is None:
+        return "—"
+    if math.isnan(c.ci_low):
+        return f"{c.mean_difference:+.2f}"
+    mark = " ✓" if c.resolved and c.mean_difference > 0 else (" ✗" if c.resolved else "")
+    return f"{c.mean_difference:+.2f} [{c.ci_low:+.2f}, {c.ci_high:+.2f}]{mark}"
+
+
+def markdown(result: dict, floor: str, reference: str) -> str:
+    from enhancer_gan.evaluation.report import markdown_table
+
+    s, c = result["summaries"], result["comparisons"]
+    rows = []
+    for label in result["labels"]:
+        row = [label, max(x.count for x in s[label].values())]
+        row += [_cell(s[label].get(m)) for m, _ in METRICS]
+        row += [_diff(c.get((label, floor, m))) for m in ("svm", "map_raw", "map_std")]
+        rows.append(row)
+    header = ["run", "seeds"] + [name for _, name in METRICS]
+    header += [f"Δ SVM vs {floor}", f"Δ mAP raw vs {floor}", f"Δ mAP std vs {floor}"]
+    text = [markdown_table(header, rows)]
+    ref_rows = [
+        [label] + [_diff(c.get((label, reference, m))) for m in ("svm", "map_raw", "map_std")]
+        for label in result["labels"]
+        if label not in (floor, reference) and (label, reference, "svm") in c
+    ]
+    if ref_rows:
+        text.append(
+            markdown_table(
+                ["run", f"Δ SVM vs {reference}", f"Δ mAP raw vs {reference}", "Δ mAP std"],
+                ref_rows,
+            )
+        )
+    text.append(
+        "Mean ± std over seeds; Δ: mean paired difference (points) with its 95% "
+        "t-interval over seeds; ✓/✗: the interval excludes 0 (higher/lower)."
+    )
+    return "\n\n".join(text) + "\n"
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        return 2
+    try:
+        from enhancer_gan.io_utils import atomic_write_json, atomic_write_text, check_can_write
+
+        if not FLAGS.results_dirs or not FLAGS.output:
+            raise ConfigError("--results_dirs and --output are required")
+        check_can_write(FLAGS.output, FLAGS.overwrite)
+        result = build(FLAGS.results_dirs, FLAGS.floor, FLAGS.reference)
+        text = markdown(result, FLAGS.floor, FLAGS.reference)
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+        atomic_write_text(FLAGS.output, text)
+        payload = {
+            "summaries": {
+                label: {m: s.to_dict() for m, s in per.items()}
+                for label, per in result["summaries"].items()
+            },
+            "comparisons": [
+                dict(c.to_dict(), metric=m) for (_, _, m), c in result["comparisons"].items()
+            ],
+        }
+        atomic_write_json(os.path.splitext(FLAGS.output)[0] + ".json", payload)
+        print(text, end="")
+        print(f"Wrote {FLAGS.output}")
+    except (EnhancerGanError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=flags_parser(FLAGS))
