@@ -9,4 +9,11 @@ Modules (import them directly; this package imports nothing heavy):
     occupancy statistics, of generated against real voxel grids.
   plots: confusion matrices, PR curves and per-class accuracy as PNG files,
     written atomically.
+  kernels: feature checks, the train-split standardiser and block-wise
+    linear kernels shared by classification and retrieval.
+  paper: the paper's Tables 1-3 and which row a run sits beside.
+  run_specs, subsets, feature_cache, report, tables: the table pipeline
+    (which runs, toy subsets, features extracted once, the writers, the
+    table runners that experiments/table1-3.py call).
+  seeds: mean and spread over seeds, paired differences between rows.
 """
