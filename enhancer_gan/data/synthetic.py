@@ -9,13 +9,12 @@ project's readers understand (3D-R2N2 voxels, 3D-R2N2 renders, ModelNet
 meshes), so every reader, the training pipeline and the evaluation can run
 end to end on a machine without the real data.
 
-Frame: the project's (see `enhancer_gan.voxels`): grid[x, y, z], y up, the
-object standing towards y = 0. Like the 3D-R2N2 grids (ShapeNetVox32, measured
-on the shared chairs: their backs lie at low x), every category faces +x
-(chair and sofa fronts, car bonnet, airplane nose, rifle muzzle, boat bow),
-left-right runs along z, and each model is centred in the grid with its
-longest side filling `shape_parts.FILL` of it. The ModelNet-style meshes are written
-z-up like real ModelNet files (see `canonical_to_modelnet`), so the project's
+Frame: the canonical one (docs/DESIGN.md#frames): grid[x, y, z], y up, the
+object standing towards y = 0, every category facing +x like the 3D-R2N2
+grids (chair and sofa fronts, car bonnet, airplane nose, rifle muzzle, boat
+bow), left-right along z, each model centred with its longest side filling
+`shape_parts.FILL` of the grid. The ModelNet-style meshes are written z-up
+like real ModelNet files (see `canonical_to_modelnet`), so the project's
 ModelNet reader must rotate them back, exactly as for the real data.
 
 This module only writes data; it does not read it back (the readers in
