@@ -1,50 +1,71 @@
 #!/usr/bin/env bash
-# docs/RESULTS.md from a clean checkout: the paper's Tables 1-2 (and 3, with
-# LAYERS=1,2,3) scaled to 2 CPU cores on the real ModelNet10 at 32^3.
+# docs/RESULTS.md from a clean checkout: the paper's Tables 1-2 scaled to
+# 2 CPU cores on the real ModelNet10 at 32^3, for the paper's training recipe
+# and the recipes that the screen (experiments/screen_recipes.sh, scored on a
+# validation split by experiments/feature_curve.py) picked, each on 3 seeds
+# against the random-weight floor of the same seed; and the best recipe with
+# and without the enhancer.
 #
 #   bash experiments/reproduce_mn10_small.sh                 # defaults below
-#   SEEDS="0 1 2" STEPS=600 bash experiments/reproduce_mn10_small.sh
+#   SEEDS="0 1" ROWS="paper augment" bash experiments/reproduce_mn10_small.sh
 #
-# For each seed: train without labels on the ModelNet10 train split (the
-# enhancer's views come from the project's renderer) with the enhancer
-# (GE layer 1) and without; then Table 1 (linear SVM) and Table 2 (retrieval
-# mAP, Figure 4) on the test split with the randomly initialised DM of the
-# same architecture and seed as the floor. Then the mean and spread over
-# seeds (paired differences by seed, 95% t-interval), retrieval under three feature scalings
-# (feature_diagnostics.py), a sheet of generated shapes and the
-# generation-quality metrics of the first seed's enhancer run.
+# For each seed: train every recipe of ROWS (unlabelled, ModelNet10 train
+# split, experiments/configs/mn10_small.cfg, STEPS steps), and BEST again with
+# --use_enhancer=false; then Table 1 (linear SVM, C by 3-fold CV on train) and
+# Table 2 (retrieval mAP) on the TEST split with --random_baseline, and the
+# generation metrics (COV/MMD/1-NNA, 256 samples against 256 test shapes) of
+# every row and of the untrained generator. Then recipe_table.py (mean ± std,
+# paired differences with 95% intervals), the validation curves of every run
+# and a sheet of samples.
 #
 # Every step is resumable: a finished training run is resumed at its last
-# step (nothing to do), finished features are reused, and finished tables are
-# kept (delete a results folder to redo it).
+# step (nothing to do), finished features and tables are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=experiments/recipes.sh
+source experiments/recipes.sh
 
 SEEDS="${SEEDS:-0 1 2}"
-STEPS="${STEPS:-600}"
-LAYERS="${LAYERS:-1}"                     # 1,2,3 adds Table 3's variants
+STEPS="${STEPS:-300}"
+ROWS="${ROWS:-paper augment}"             # recipes compared on every seed
+BEST="${BEST:-augment}"                   # mn10_small.cfg's recipe: also without the enhancer
 DATA="${DATA:-../shared/data/modelnet10_vox32.npz}"
-RUNS="${RUNS:-runs/mn10_small}"
+RUNS="${RUNS:-runs/recipes}"
+CACHE="${CACHE:-data_cache/mn10_vox32}"
 RESULTS="${RESULTS:-results/mn10_small}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
-train() {  # train <run_dir> [extra flags...]
-    local run_dir="$1"
-    shift
+train() {  # train <recipe> <seed> <run_dir> [extra flags...]
+    local recipe="$1" seed="$2" run_dir="$3"
+    shift 3
+    local extra
+    extra=$(recipe_flags "$recipe")
+    # shellcheck disable=SC2086
     python experiments/train.py --flagfile=experiments/configs/mn10_small.cfg \
-        --data_dir="$DATA" --num_steps="$STEPS" --run_dir="$run_dir" "$@"
+        --data_dir="$DATA" --cache_dir="$CACHE" --seed="$seed" --num_steps="$STEPS" \
+        --checkpoint_every=50 --max_checkpoints=20 --sample_every="$STEPS" \
+        --run_dir="$run_dir" $extra "$@"
+}
+
+generation() {  # generation <run_dir> <output> [--random_init]
+    [ -f "$2" ] || python tools/evaluate_generation.py --run_dir="$1" --reference=archive \
+        --data_dir="$DATA" --split=test --num_samples=256 --max_reference=256 \
+        --output="$2" "${@:3}"
 }
 
 dirs=()
+all_runs=()
 for seed in $SEEDS; do
     start=$(date +%s)
-    train "$RUNS/enhancer_s$seed" --seed="$seed"
-    train "$RUNS/no_enhancer_s$seed" --seed="$seed" --use_enhancer=false
-    runs="with_enhancer:$RUNS/enhancer_s$seed,without_enhancer:$RUNS/no_enhancer_s$seed"
-    for layer in ${LAYERS//,/ }; do
-        [ "$layer" = 1 ] && continue
-        train "$RUNS/layer${layer}_s$seed" --seed="$seed" --enhancer_layer="$layer"
+    runs=""
+    for recipe in $ROWS; do
+        train "$recipe" "$seed" "$RUNS/${recipe}_s$seed"
+        runs="$runs,$recipe:$RUNS/${recipe}_s$seed"
+        all_runs+=("$RUNS/${recipe}_s$seed")
     done
+    train "$BEST" "$seed" "$RUNS/${BEST}_noenh_s$seed" --use_enhancer=false
+    runs="${runs#,},${BEST}_no_enhancer:$RUNS/${BEST}_noenh_s$seed"
+    all_runs+=("$RUNS/${BEST}_noenh_s$seed")
     echo "seed $seed: training took $(( $(date +%s) - start )) s"
 
     out="$RESULTS/seed$seed"
@@ -52,33 +73,19 @@ for seed in $SEEDS; do
         --dataset=archive --data_dir="$DATA" --results_dir="$out" --noprogress
     [ -f "$out/table2.json" ] || python experiments/table2.py --runs="$runs" --random_baseline \
         --dataset=archive --data_dir="$DATA" --results_dir="$out" --noprogress
-    if [ "$LAYERS" != 1 ]; then
-        t3="none:$RUNS/no_enhancer_s$seed,layer1:$RUNS/enhancer_s$seed"
-        for layer in ${LAYERS//,/ }; do
-            [ "$layer" = 1 ] || t3="$t3,layer$layer:$RUNS/layer${layer}_s$seed"
-        done
-        [ -f "$out/table3.json" ] || python experiments/table3.py --runs="$t3" \
-            --dataset=archive --data_dir="$DATA" --results_dir="$out" --noprogress
-    fi
+    IFS=, read -ra specs <<< "$runs"
+    for spec in "${specs[@]}"; do
+        generation "${spec#*:}" "$out/generation_${spec%%:*}.json"
+    done
+    generation "$RUNS/${BEST}_s$seed" "$out/generation_random_init.json" --random_init
     dirs+=("$out")
 done
 
-tables=table1,table2
-[ "$LAYERS" = 1 ] || tables=table1,table2,table3
-python experiments/summarize_seeds.py --results_dirs="$(IFS=,; echo "${dirs[*]}")" \
-    --tables="$tables" --output="$RESULTS/summary.md" --overwrite \
-    --title="ModelNet10 at 32^3, seeds $SEEDS, $STEPS steps"
-
-python experiments/feature_diagnostics.py --results_dirs="$(IFS=,; echo "${dirs[*]}")" \
-    --output="$RESULTS/diagnostics.md" --overwrite
-
+python experiments/recipe_table.py --results_dirs="$(IFS=,; echo "${dirs[*]}")" \
+    --output="$RESULTS/recipes.md" --overwrite
+python experiments/feature_curve.py --run_dirs="$(IFS=,; echo "${all_runs[*]}")" \
+    --data_dir="$DATA" --cache_dir="$CACHE" --output_dir="$RESULTS/curves"
 first="${SEEDS%% *}"
-python tools/generate.py --run_dir="$RUNS/enhancer_s$first" --num_samples=16 \
+python tools/generate.py --run_dir="$RUNS/${BEST}_s$first" --num_samples=16 \
     --output_dir="$RESULTS/samples" --overwrite
-python tools/evaluate_generation.py --run_dir="$RUNS/enhancer_s$first" \
-    --reference=archive --data_dir="$DATA" --split=test --num_samples=128 \
-    --max_reference=256 --output="$RESULTS/generation.json" --overwrite
-python tools/evaluate_generation.py --run_dir="$RUNS/enhancer_s$first" --random_init \
-    --reference=archive --data_dir="$DATA" --split=test --num_samples=128 \
-    --max_reference=256 --output="$RESULTS/generation_random_init.json" --overwrite
-echo "Done: $RESULTS/summary.md, $RESULTS/seed*/, $RESULTS/samples/, $RESULTS/generation.json"
+echo "Done: $RESULTS/recipes.md, $RESULTS/seed*/, $RESULTS/curves/, $RESULTS/samples/"
