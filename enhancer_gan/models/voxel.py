@@ -58,14 +58,81 @@ def kernel_initializer() -> keras.initializers.Initializer:
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
 
 
+def _multi_replica() -> bool:
+    """True inside a tf.distribute strategy with more than one replica (device or worker)."""
+    import tensorflow as tf
+
+    return tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1
+
+
+@keras.saving.register_keras_serializable(package="enhancer_gan")
+class BatchNorm(layers.BatchNormalization):
+    """Keras batch norm whose training pass is TensorFlow's fused kernel.
+
+    Keras 3 computes batch statistics with `tf.nn.moments` and normalises
+    with `tf.nn.batch_normalization`: several passes over the activations
+    forward and more backward. On one replica, in float32, with the channel
+    axis last and no mask, training here runs `FusedBatchNormV3` instead
+    (one kernel forward, one backward; oneDNN on CPU), with the same
+    statistics: the moving variance is updated with the biased batch
+    variance, as Keras does. Everything else (synchronized statistics over
+    several replicas, inference, mixed precision, masks) is Keras's own code,
+    so inference results and the variables (gamma, beta, moving_mean,
+    moving_variance: checkpoints) are exactly Keras's.
+    """
+
+    def _fused_ok(self, inputs, training, mask) -> bool:
+        return (
+            bool(training)
+            and self.trainable
+            and mask is None
+            and not self.synchronized
+            and not self.renorm
+            and self.scale
+            and self.center
+            and self.axis in (-1, len(inputs.shape) - 1)
+            and len(inputs.shape) in (4, 5)
+            and inputs.dtype == "float32"
+            and keras.backend.backend() == "tensorflow"
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fused_ok(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            inputs,
+            self.gamma,
+            self.beta,
+            epsilon=self.epsilon,
+            data_format="NHWC" if len(inputs.shape) == 4 else "NDHWC",
+            is_training=True,
+        )
+        # The kernel returns the unbiased (Bessel-corrected) variance; Keras
+        # keeps the moving average of the biased one.
+        n = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], tf.float32)
+        variance = variance * (n - 1.0) / tf.maximum(n, 1.0)
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
+        return y
+
+
 def batch_norm(name: str) -> layers.BatchNormalization:
-    """Batch norm over the channel axis with DCGAN's gamma ~ N(1, 0.02)."""
-    # synchronized: under a multi-device tf.distribute strategy the batch
-    # statistics are those of the global batch, so N devices train exactly
-    # like one; on a single device it is plain batch norm.
-    return layers.BatchNormalization(
+    """Batch norm over the channel axis with DCGAN's gamma ~ N(1, 0.02).
+
+    synchronized only under a strategy with several replicas (call it inside
+    `strategy.scope()`, as the trainer does): there the batch statistics are
+    those of the global batch, so N devices train exactly like one. On one
+    replica Keras's synchronized path still runs (an all-reduce to itself,
+    a tensor of ones as large as the activations to count them, E[x^2] -
+    E[x]^2), so it is off there. The flag creates no variable: checkpoints
+    are the same either way.
+    """
+    return BatchNorm(
         axis=-1,
-        synchronized=True,
+        synchronized=_multi_replica(),
         gamma_initializer=keras.initializers.RandomNormal(mean=1.0, stddev=0.02),
         name=name,
     )
