@@ -23,7 +23,12 @@ from enhancer_gan.cli import flags_parser  # noqa: E402
 from enhancer_gan.errors import EnhancerGanError  # noqa: E402
 
 flags.DEFINE_string("run_dir", None, "Training run folder (config.json, checkpoints/).")
-flags.DEFINE_string("checkpoint", "", "Checkpoint name or path (default: latest).")
+flags.DEFINE_string(
+    "checkpoint",
+    "",
+    "Checkpoint name or path (default: the latest). A damaged one is refused, naming the "
+    "checkpoints that read whole.",
+)
 flags.DEFINE_bool("random_init", False, "Use DM's random initialisation (the feature floor).")
 flags.DEFINE_enum(
     "dataset",

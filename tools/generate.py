@@ -17,7 +17,12 @@ from enhancer_gan.cli import flags_parser  # noqa: E402
 from enhancer_gan.errors import EnhancerGanError  # noqa: E402
 
 flags.DEFINE_string("run_dir", None, "Training run folder to sample from.")
-flags.DEFINE_string("checkpoint", "", "Checkpoint name or path (default: latest).")
+flags.DEFINE_string(
+    "checkpoint",
+    "",
+    "Checkpoint name or path (default: the latest). A damaged one is refused, naming the "
+    "checkpoints that read whole.",
+)
 flags.DEFINE_string("export_dir", None, "Exported SavedModel to sample from instead.")
 flags.DEFINE_string("output_dir", None, "Where the shapes go.")
 flags.DEFINE_integer("num_samples", 16, "Shapes to generate.")
