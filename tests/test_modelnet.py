@@ -1,4 +1,5 @@
-"""Tests of the ModelNet layout, voxel archives, the voxel cache and its tool."""
+"""Tests of the ModelNet layout, voxel archives (data/archives.py), the voxel cache
+(data/voxel_cache.py) and its tool."""
 
 import functools
 import io
@@ -12,22 +13,22 @@ import numpy as np
 import pytest
 import trimesh
 
-from enhancer_gan.data import modelnet
+from enhancer_gan.data import voxel_cache
+from enhancer_gan.data.archives import (
+    archive_records,
+    archive_to_canonical,
+    fit_archive_grids,
+    load_archive,
+)
 from enhancer_gan.data.modelnet import (
     MODELNET10_CLASSES,
     MODELNET40_CLASSES,
-    archive_grid_loader,
-    archive_records,
-    archive_to_canonical,
     index_modelnet,
-    load_archive,
-    load_modelnet_grid,
-    load_voxel_cache,
     modelnet_classes,
-    unpack_grids,
-    voxelize_split,
 )
-from enhancer_gan.data.off import write_off
+from enhancer_gan.data.off import read_off, write_off
+from enhancer_gan.data.packing import pack_grids, unpack_grids
+from enhancer_gan.data.voxel_cache import load_voxel_cache, voxelize_split
 from enhancer_gan.errors import ConfigError, DataError, MeshError
 from enhancer_gan.io_utils import OutputExistsError
 from enhancer_gan.voxels.voxelize import voxelize_mesh
@@ -135,7 +136,7 @@ def test_index_real_samples(shared_data):
     assert {r.label for r in train} == {0}
     (toilet,) = index_modelnet(shared_data / "ModelNet10", "test")
     assert (toilet.model_id, toilet.label) == ("toilet_0345", 9)
-    grid = load_modelnet_grid(toilet, 32)
+    grid = voxelize_mesh(*read_off(toilet.voxel_path), 32)
     assert grid.shape == (32, 32, 32) and grid.dtype == bool and grid.sum() > 1000
 
 
@@ -196,17 +197,14 @@ def test_archive_and_shapenet_chairs_agree_on_up(shared_data):
     assert scores[(1, "+")] > 0.8
 
 
-def test_archive_records_and_loader(shared_data):
+def test_archive_records(shared_data):
     archive = real_archive(shared_data)
     records = archive_records(archive, "test")
     assert len(records) == 908
     assert records[0].model_id == "test_0000" and records[-1].model_id == "test_0907"
     assert records[-1].category == "toilet" and records[-1].label == 9
     assert all(r.source == "archive" and r.voxel_path == "" for r in records)
-    load = archive_grid_loader(archive, "test")
-    np.testing.assert_array_equal(load(records[5], 32), archive.x_test[5])
-    with pytest.raises(DataError, match="32\\^3"):
-        load(records[5], 64)
+    assert [r.archive_index for r in records] == list(range(908))
 
 
 def test_archive_to_canonical_turns_z_up_into_y_up():
@@ -333,7 +331,7 @@ def test_voxelize_split_and_cache(tree, tmp_path, monkeypatch):
     assert packed.dtype == np.uint8 and packed.shape == (5, 16**3 // 8)
     grids = unpack_grids(packed, 16)
     for record, grid in zip(records, grids):
-        np.testing.assert_array_equal(grid, load_modelnet_grid(record, 16))
+        np.testing.assert_array_equal(grid, voxelize_mesh(*read_off(record.voxel_path), 16))
     loaded, meta = load_voxel_cache(cache)
     np.testing.assert_array_equal(loaded, packed)
     assert meta.model_ids == tuple(r.model_id for r in records)
@@ -347,7 +345,7 @@ def test_voxelize_split_and_cache(tree, tmp_path, monkeypatch):
     def no_reading(path):
         raise AssertionError(f"read {path}")
 
-    monkeypatch.setattr(modelnet, "read_off", no_reading)
+    monkeypatch.setattr(voxel_cache, "read_off", no_reading)
     np.testing.assert_array_equal(voxelize_split(records, 16, cache, progress=False), packed)
     # Rows follow the order of the records asked for.
     reordered = voxelize_split(records[::-1], 16, cache, progress=False)
@@ -366,11 +364,11 @@ def test_voxelize_split_and_cache(tree, tmp_path, monkeypatch):
 def test_pack_order_is_the_project_order():
     grid = np.zeros((4, 4, 4), bool)
     grid[0, 0, 1] = True  # bit 1 of the flattened C-order grid
-    packed = modelnet.pack_grid(grid)
+    packed = pack_grids(grid[None])[0]
     assert packed.shape == (8,) and packed[0] == 0b01000000
     np.testing.assert_array_equal(unpack_grids(packed[None], 4)[0], grid)
     odd = np.random.default_rng(1).random((5, 5, 5)) > 0.5  # 125 bits: padded
-    np.testing.assert_array_equal(unpack_grids(modelnet.pack_grid(odd)[None], 5)[0], odd)
+    np.testing.assert_array_equal(unpack_grids(pack_grids(odd[None]), 5)[0], odd)
 
 
 def test_voxelize_split_failures(tree, tmp_path):
@@ -432,7 +430,7 @@ def test_voxelize_split_real_samples(shared_data, tmp_path):
     packed = voxelize_split(records, 32, tmp_path / "real.npz", progress=False)
     grids = unpack_grids(packed, 32)
     # Same grids as voxelizing directly, and every bathtub spans the grid.
-    vertices_faces = modelnet.read_off(records[1].voxel_path)
+    vertices_faces = read_off(records[1].voxel_path)
     np.testing.assert_array_equal(grids[1], voxelize_mesh(*vertices_faces, 32))
     assert all(np.ptp(np.argwhere(g), axis=0).max() == 31 for g in grids)
 
@@ -502,3 +500,79 @@ def test_voxelize_split_in_worker_processes(tree, tmp_path):
     )
     with pytest.raises(MeshError, match="toilet_0003.off"):
         voxelize_split(records, 8, tmp_path / "c.npz", progress=False, workers=2)
+
+
+# Archives of other sides -----------------------------------------------------
+
+
+def test_fit_archive_grids_pads_pools_or_refuses():
+    grids = np.zeros((2, 30, 30, 30), bool)
+    grids[0, 3:27, 3:27, 3:27] = True  # a 24^3 object padded by 3 (3D ShapeNets)
+    grids[1, 10, 20, 5] = True
+    lines = []
+    out = fit_archive_grids(grids, 32, "x.npz", lines.append)
+    assert out.shape == (2, 32, 32, 32) and out.dtype == bool
+    # One voxel of zeros each side: the object stays centred, padded by 4.
+    np.testing.assert_array_equal(out[:, 1:31, 1:31, 1:31], grids)
+    assert out.sum() == grids.sum()
+    box = np.argwhere(out[0])
+    assert box.min(axis=0).tolist() == [4, 4, 4] and box.max(axis=0).tolist() == [27, 27, 27]
+    assert lines == ["x.npz: 30^3 grids padded by one voxel each side to 32^3"]
+    # A multiple: max-pooled (any occupied voxel wins).
+    big = np.zeros((1, 64, 64, 64), bool)
+    big[0, 1, 2, 3] = True
+    pooled = fit_archive_grids(big, 32)
+    assert pooled.shape == (1, 32, 32, 32) and np.argwhere(pooled[0]).tolist() == [[0, 1, 1]]
+    assert fit_archive_grids(big, 64) is big
+    # Anything else: a flag the script accepts, or what to do instead.
+    with pytest.raises(ConfigError, match="30\\^3 .* needs 64\\^3.*use --resolution=32"):
+        fit_archive_grids(grids, 64, "x.npz")
+    with pytest.raises(ConfigError, match="40\\^3.*re-voxelize"):
+        fit_archive_grids(np.zeros((1, 40, 40, 40), bool), 32)
+
+
+def write_30_archive(path):
+    """A small synthetic archive in the 3D ShapeNets layout: 24^3 boxes padded to 30^3."""
+    rng = np.random.default_rng(3)
+
+    def grids(n):
+        out = np.zeros((n, 30, 30, 30), np.int32)
+        for g in out:
+            lo = rng.integers(3, 12, 3)
+            hi = lo + rng.integers(4, 15, 3)
+            g[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = 1
+        return out
+
+    np.savez(path, X_train=grids(6), y_train=[0, 1, 2, 0, 1, 2], X_test=grids(3), y_test=[2, 1, 0])
+    return path
+
+
+def test_30_archive_trains_and_gives_features(tmp_path):
+    from enhancer_gan.config import DataConfig, ExperimentConfig
+    from enhancer_gan.data.datasets import load_shapes
+    from enhancer_gan.evaluation.extract import extract_dataset_features
+    from enhancer_gan.evaluation.features import load_features
+    from enhancer_gan.training.loop import train
+    from tests.helpers import tiny_model_config, tiny_train_config
+
+    archive = str(write_30_archive(tmp_path / "mn10_30.npz"))
+    data = DataConfig(kind="archive", data_dir=archive, views_per_model=1)
+    lines = []
+    shapes = load_shapes(data, 32, log=lines.append)
+    assert shapes.packed.shape == (6, 32**3 // 8)
+    assert any("padded by one voxel" in line for line in lines)
+    run_dir = str(tmp_path / "run")
+    config = ExperimentConfig(
+        model=tiny_model_config(),
+        data=data,
+        train=tiny_train_config(num_steps=2, checkpoint_every=10, sample_every=10),
+        run_dir=run_dir,
+    )
+    result = train(config, progress=False, log=lambda *_: None)
+    assert result.step == 2
+    written = extract_dataset_features(
+        run_dir, "archive", archive, str(tmp_path / "feats"), progress=False, log=lambda *_: None
+    )
+    test = load_features(written[1][0])
+    assert test["features"].shape[0] == 3 and np.isfinite(test["features"]).all()
+    np.testing.assert_array_equal(test["labels"], [2, 1, 0])
