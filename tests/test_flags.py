@@ -39,7 +39,10 @@ def run_script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         (["--enhancer_layer=0"], "enhancer_layer must be 1, 2 or 3, got 0"),
         (["--batch_size=0"], "batch_size must be positive"),
         (["--batch_size=two"], "--batch_size=two"),
-        (["--dataset=r2n2", "--data_dir={missing}"], "no such file or folder"),
+        (["--dataset=r2n2", "--resolution=32", "--data_dir={missing}"], "no such file or folder"),
+        (["--dataset=r2n2_v2", "--voxel_dir={missing}", "--render_dir={data}"], "--voxel_dir"),
+        # ShapeNetVox32 has 32^3 grids only: refused at once, naming what works.
+        (["--dataset=r2n2", "--data_dir={data}"], "32^3 grids only, the model needs 64^3"),
         (["--dataset=archive"], "needs a data_dir"),
         (["--dataset=pointclouds"], "--dataset=pointclouds"),
         (["--image_size=100"], "image_size must be 32, 64 or 128"),
