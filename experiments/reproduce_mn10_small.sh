@@ -33,6 +33,7 @@ DATA="${DATA:-../shared/data/modelnet10_vox32.npz}"
 RUNS="${RUNS:-runs/recipes}"
 CACHE="${CACHE:-data_cache/mn10_vox32}"
 RESULTS="${RESULTS:-results/mn10_small}"
+EXTRA="${EXTRA:-}"                        # more training flags (tests: tiny width, batch)
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
 train() {  # train <recipe> <seed> <run_dir> [extra flags...]
@@ -44,7 +45,7 @@ train() {  # train <recipe> <seed> <run_dir> [extra flags...]
     python experiments/train.py --flagfile=experiments/configs/mn10_small.cfg \
         --data_dir="$DATA" --cache_dir="$CACHE" --seed="$seed" --num_steps="$STEPS" \
         --checkpoint_every=50 --max_checkpoints=20 --sample_every="$STEPS" \
-        --run_dir="$run_dir" $extra "$@"
+        --run_dir="$run_dir" $extra $EXTRA "$@"
 }
 
 generation() {  # generation <run_dir> <output> [--random_init]
