@@ -34,6 +34,7 @@ flags.DEFINE_string("cache_dir", "", "Voxel cache of the data set (default outpu
 flags.DEFINE_float("val_fraction", 0.2, "Share of the train split held out for validation.")
 flags.DEFINE_integer("split_seed", 0, "Seed of the validation split (the same for every run).")
 flags.DEFINE_list("c_values", [], "SVM C candidates (default: the classifier's grid).")
+flags.DEFINE_bool("last_only", False, "Score only the floor and the latest checkpoint.")
 FLAGS = flags.FLAGS
 
 
@@ -98,7 +99,9 @@ def main(argv):
                     previous = json.load(f)
                 if previous.get("validation", {}).get("num_val") != len(split.val):
                     previous = None
-            curve = fc.feature_curve(run_dir, grids, labels, split, previous, c_values)
+            curve = fc.feature_curve(
+                run_dir, grids, labels, split, previous, c_values, last_only=FLAGS.last_only
+            )
             atomic_write_json(path, curve)
             fc.plot_feature_curve(curve, os.path.join(FLAGS.output_dir, f"{name}.png"), name)
             curves.append(curve)

@@ -117,9 +117,13 @@ def feature_curve(
     previous: dict | None = None,
     c_values: Sequence[float] | None = None,
     batch_size: int = 64,
+    last_only: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Scores the floor and every checkpoint of `run_dir`; reuses `previous` results.
+
+    `last_only` scores the floor and the latest checkpoint only (a cheaper
+    end point without the curve).
 
     Returns a JSON-ready dict: run_dir, train config, floor, checkpoints
     ([{step, checkpoint, scores...}] by step) and train_scalars.
@@ -151,7 +155,10 @@ def feature_curve(
 
     config = ExperimentConfig.load(os.path.join(run_dir, "config.json"))
     floor = scored(0, "", True)
-    checkpoints = [scored(step, path, False) for step, path in list_checkpoints(run_dir)]
+    found = list_checkpoints(run_dir)
+    if last_only:
+        found = found[-1:]
+    checkpoints = [scored(step, path, False) for step, path in found]
     return {
         "run_dir": run_dir,
         "train_config": dataclasses.asdict(config.train),
