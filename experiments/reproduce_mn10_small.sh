@@ -27,8 +27,8 @@ source experiments/recipes.sh
 
 SEEDS="${SEEDS:-0 1 2}"
 STEPS="${STEPS:-300}"
-ROWS="${ROWS:-paper augment}"             # recipes compared on every seed
-BEST="${BEST:-augment}"                   # mn10_small.cfg's recipe: also without the enhancer
+ROWS="${ROWS:-paper gate_0.8}"           # recipes compared on every seed
+BEST="${BEST:-gate_0.8}"                 # mn10_small.cfg's recipe: also without the enhancer
 DATA="${DATA:-../shared/data/modelnet10_vox32.npz}"
 RUNS="${RUNS:-runs/recipes}"
 CACHE="${CACHE:-data_cache/mn10_vox32}"
