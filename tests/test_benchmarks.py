@@ -94,3 +94,21 @@ def test_feature_benchmark_numbers_are_consistent_and_plausible():
         assert 0 < float(row["vs conv"]) <= 1.5  # never far above the conv peak
     # The headline is the 64^3 row's ratio.
     assert ratio == pytest.approx(float(rows[-1]["vs conv"]), rel=0.02)
+
+
+def test_plain_keras_benchmark_ratios_and_parameter_counts():
+    """bench_vs_plain: the plain Keras networks mirror ours; every ratio is a positive number."""
+    lines = run_quick("bench_vs_plain.py")
+    step_vs_plain = last_value(lines, "step_vs_plain")
+    assert "params_match=True" in lines, lines
+    ratios = dict(x[len("ratio ") :].split("=", 1) for x in lines if x.startswith("ratio "))
+    assert {
+        "step_project_over_plain",
+        "step_project_over_old_bn",
+        "step_vs_layers_alone",
+        "plain_step_vs_layers_alone",
+        "features_project_over_plain",
+    } <= set(ratios), lines
+    for name, value in ratios.items():
+        assert math.isfinite(float(value)) and float(value) > 0, (name, value)
+    assert float(ratios["step_project_over_plain"]) == pytest.approx(step_vs_plain, rel=1e-3)
