@@ -312,7 +312,7 @@ def train(
                 f"{resume.prefix}: the checkpoint reads whole but does not fit this model: "
                 f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__}"
             ) from None
-        line = f"Resumed {run_dir} from {resume.prefix} at step {int(trainer.step)}."
+        line = f"Resumed {run_dir} from {resume.prefix} at step {int(trainer.step.numpy())}."
         if resume.notice:
             line = f"{line[:-1]} after checking the checkpoints: {resume.notice}."
         log(line)
@@ -322,7 +322,7 @@ def train(
         log(f"{run_dir}: config.json found but no checkpoint; starting from step 0.")
     atomic_write_text(os.path.join(write_dir, "config.json"), config.to_json())
 
-    start = int(trainer.step)
+    start = int(trainer.step.numpy())  # a MirroredVariable under a strategy
     total = config.train.num_steps
     dataset = make_pair_dataset(
         source,
