@@ -2,7 +2,7 @@
 
 Scripts build these once from flags (`experiments/train.py`) and pass them
 down; library code never reads absl FLAGS. Defaults reproduce the paper
-(see shared SPEC.md). A resolved `ExperimentConfig` is written to the run
+(see docs/DESIGN.md). A resolved `ExperimentConfig` is written to the run
 folder as `config.json` and read back on resume to refuse an incompatible
 restart.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from enhancer_gan.errors import ConfigError
 
-# The seven ShapeNet categories of the paper's feature experiments (SPEC.md).
+# The seven ShapeNet categories of the paper's feature experiments (docs/DESIGN.md#data).
 SHAPENET_SYNSETS = {
     "airplane": "02691156",
     "car": "02958343",
@@ -166,7 +166,7 @@ class TrainConfig:
       max_checkpoints: how many checkpoints the manager keeps.
       seed: seeds z sampling, data order and weight initialisation.
       mixed_precision: float16 compute (GPU).
-      jit_compile: XLA for the train step (slow on CPU, see SPEC.md).
+      jit_compile: XLA for the train step (slow on CPU, see docs/DESIGN.md#measured).
       num_samples: voxel samples rendered to TensorBoard/sheets.
 
     Training recipe (docs/RESULTS.md measures each). Every default keeps the

@@ -66,7 +66,7 @@ def reference_decode(body: bytes, dim: int) -> np.ndarray:
         flat[pos : pos + count] = bool(value)
         pos += count
     assert pos == dim**3
-    # binvox: index = x * dim^2 + z * dim + y (y fastest), as in SPEC.md.
+    # binvox: index = x * dim^2 + z * dim + y (y fastest), as in docs/DESIGN.md#formats.
     idx = np.arange(dim**3)
     grid = np.zeros((dim, dim, dim), dtype=bool)
     grid[idx // dim**2, idx % dim, (idx // dim) % dim] = flat

@@ -241,7 +241,7 @@ def test_cross_source_iou(shared_data):
     assert chosen >= IOU_FLOOR, chosen
     # The untransformed grid and the other orientations score far lower.
     raw = downsample(v2, 32)
-    assert iou(raw, r2n2) < 0.2  # neither turned nor centred (SPEC: 0.12)
+    assert iou(raw, r2n2) < 0.2  # neither turned nor centred (docs/DESIGN.md#frames: 0.12)
     wrong = {
         "not turned": v2,
         "other quarter turn": v2.transpose(2, 1, 0)[:, :, ::-1],

@@ -1,7 +1,7 @@
 """The tf.data input pipeline: (voxel grid, one random view, noise) batches.
 
 Each 3D model is paired with ONE of its rendered views, drawn afresh every
-epoch (SPEC.md). Grids come from an in-memory packed-bit cache (8 voxels per
+epoch (docs/DESIGN.md#training). Grids come from an in-memory packed-bit cache (8 voxels per
 byte, so later epochs never decode files). Views come from `PairSource.views`
 when it is set (decoded once, `view_cache.decoded_views`: the pipeline only
 gathers uint8 rows, a batch at a time), else from the PNG files, decoded,

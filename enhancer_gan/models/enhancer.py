@@ -1,6 +1,6 @@
 """The 2D image enhancer: generator GE and discriminator DE (DCGAN-style).
 
-GE (SPEC.md, at image_size 128 and width 1):
+GE (docs/DESIGN.md#networks, at image_size 128 and width 1):
 
   z [B, 100] -> Dense -> [B, 4, 4, 2048] + BN + ReLU         "layer1"
              -> Conv2DTranspose 1024, 5, stride 2 + BN + ReLU  "layer2" [B, 8, 8, 1024]
@@ -11,7 +11,7 @@ GE's layer i (config.enhancer_layer) drives the voxel generator GM, so its
 output must hold exactly 4*4*4*C numbers (C = GM's input channels, 512 at
 width 1): layer 1 has 4C channels, layer 2 C and layer 3 C/4
 (side_i^2 * channels_i = 64 C); every other layer keeps the paper's width
-times width_multiplier (SPEC.md, "Layer i of GE").
+times width_multiplier (docs/DESIGN.md#layer-i).
 
 Smaller images drop the last hidden layers: image_size 64 has layers 1-4
 (the image is made from the 32^2 layer4), image_size 32 has layers 1-3.

@@ -1,6 +1,6 @@
 """The "without enhancer" baseline's front end: z -> GM's input volume.
 
-SPEC.md: z ~ U[-1, 1]^100 -> Dense -> 4x4x4x512 -> the same GM, no GE/DE
+docs/DESIGN.md#no-enhancer: z ~ U[-1, 1]^100 -> Dense -> 4x4x4x512 -> the same GM, no GE/DE
 (the paper's "self-implemented 3D-GAN"). This module holds only that
 projection; GM itself is `enhancer_gan.models.voxel.VoxelGenerator`.
 """

@@ -5,7 +5,7 @@ widths, DCGAN initialisation, batch norm, the discriminator activation and the
 config-carrying `keras.Model` base class), because GM's input width C is the
 number every other width is derived from.
 
-Shapes follow SPEC.md's table (channels-last, grids in the `grid[x, y, z]`
+Shapes follow the table in docs/DESIGN.md#networks (channels-last, grids in the `grid[x, y, z]`
 order of `enhancer_gan.voxels`):
 
   GM: [B, 4, 4, 4, C] -> Conv3DTranspose 256, 128, (64), 1, kernel 4, stride 2
@@ -27,7 +27,7 @@ from keras import layers, ops
 from enhancer_gan.config import ModelConfig
 from enhancer_gan.errors import ConfigError
 
-# The paper's widths (SPEC.md), before `width_multiplier`.
+# The paper's widths (docs/DESIGN.md#networks), before `width_multiplier`.
 GM_INPUT_WIDTH = 512
 GM_WIDTHS_64 = (256, 128, 64)
 DM_WIDTHS_64 = (64, 128, 256, 512)

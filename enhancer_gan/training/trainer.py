@@ -82,7 +82,7 @@ class GanTrainer(tf.Module):
         self.use_enhancer = model_config.use_enhancer
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
 
-        # One optimiser per network (SPEC.md). Without the enhancer, the
+        # One optimiser per network (docs/DESIGN.md#training). Without the enhancer, the
         # latent projector is GM's input layer and shares GM's optimiser.
         g_lr, d_lr = train_config.g_learning_rate, train_config.d_learning_rate
         self.optimizers = {

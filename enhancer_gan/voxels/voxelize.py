@@ -1,6 +1,6 @@
 """Triangle mesh -> solid voxel grid in the project frame (x, y, z, y up).
 
-The steps (shared SPEC.md, "Mesh to voxels"):
+The steps (docs/DESIGN.md#mesh-to-voxels):
 
   1. rotate the mesh from its up axis to y (ModelNet is z up: a proper
      rotation of -90 degrees about x, (x, y, z) -> (x, z, -y), the inverse of
