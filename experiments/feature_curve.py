@@ -9,7 +9,8 @@ validation part carved from the train split (linear-SVM accuracy with C by
 3-fold CV on the rest; retrieval mAP raw and standardised), with DM's accuracy
 and D(real)/D(fake) from the run's TensorBoard events. Writes, per run,
 <output_dir>/<run name>.json and .png, and <output_dir>/summary.md (the last
-checkpoint of every run against its floor). Re-running scores only the
+checkpoint of every run against its floor) and, for several runs,
+<output_dir>/together.png (every run's curves as differences to its floor). Re-running scores only the
 checkpoints not yet in the JSON. The test split is never read.
 """
 
@@ -105,6 +106,8 @@ def main(argv):
             atomic_write_json(path, curve)
             fc.plot_feature_curve(curve, os.path.join(FLAGS.output_dir, f"{name}.png"), name)
             curves.append(curve)
+        if len(curves) > 1:
+            fc.plot_curves_together(curves, os.path.join(FLAGS.output_dir, "together.png"))
         summary = os.path.join(FLAGS.output_dir, "summary.md")
         atomic_write_text(summary, summary_markdown(curves))
         print(summary_markdown(curves), end="")

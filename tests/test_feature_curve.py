@@ -83,6 +83,7 @@ def test_reproduction_script_end_to_end_at_toy_size(tmp_path):
     assert curve["floor"]["step"] == 0 and [c["step"] for c in curve["checkpoints"]] == [2]
     assert curve["train_config"]["discriminator_augment"] is True
     assert (results / "curves" / "augment_s1.png").stat().st_size > 10_000
+    assert (results / "curves" / "together.png").stat().st_size > 10_000
     assert any((results / "samples").iterdir())
 
 

@@ -204,3 +204,33 @@ def plot_feature_curve(curve: dict, path: str, title: str = "") -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def plot_curves_together(curves: Sequence[dict], path: str) -> None:
+    """All runs on one figure, each metric as the difference to its own floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = (
+        ("svm_val_accuracy", "SVM accuracy − floor"),
+        ("map_raw", "mAP raw − floor"),
+        ("map_standardized", "mAP standardised − floor"),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    for k, curve in enumerate(curves):
+        name = os.path.basename(os.path.normpath(curve["run_dir"]))
+        steps = [0] + [c["step"] for c in curve["checkpoints"]]
+        for ax, (key, _) in zip(axes, keys):
+            values = [0.0] + [c[key] - curve["floor"][key] for c in curve["checkpoints"]]
+            style = "o-" if len(steps) > 2 else "s"
+            ax.plot(steps, values, style, color=f"C{k % 10}", label=name, ms=4)
+    for ax, (_, label) in zip(axes, keys):
+        ax.axhline(0, color="gray", ls="--", lw=1)
+        ax.set(xlabel="step", ylabel=f"{label} (points, validation)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
