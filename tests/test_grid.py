@@ -290,3 +290,20 @@ def test_every_sample_chair_faces_plus_x(shared_data):
         grid = downsample(to_canonical(read_binvox(path).grid, "shapenet_v2"), 32)
         dx, dz = backrest_offset(grid)
         assert dx < -1 and abs(dz) < 1, (path, dx, dz)
+
+
+def test_v2_point_rotation_matches_the_grid_transform():
+    from enhancer_gan.voxels.grid import V2_TO_CANONICAL
+
+    # The meshes' turn (V2_TO_CANONICAL) is the voxel map of
+    # shapenet_v2_to_canonical applied to voxel centres about the grid's middle.
+    dim = 6
+    grid = np.zeros((dim,) * 3, bool)
+    grid[tuple(np.random.default_rng(0).integers(0, dim, (3, 7)))] = True
+    turned = grid.transpose(2, 1, 0)[::-1]  # the transform before centring
+    centres = np.argwhere(grid) + 0.5 - dim / 2
+    moved = np.floor(centres @ V2_TO_CANONICAL.T + dim / 2).astype(int)
+    expected = np.zeros_like(grid)
+    expected[tuple(moved.T)] = True
+    np.testing.assert_array_equal(expected, turned)
+    assert np.linalg.det(V2_TO_CANONICAL) == pytest.approx(1.0)  # a rotation, not a mirror
