@@ -18,8 +18,9 @@
 # paired differences with 95% intervals), the validation curves of every run
 # and a sheet of samples.
 #
-# Every step is resumable: a finished training run is resumed at its last
-# step (nothing to do), finished features and tables are reused.
+# Every step is resumable: a finished training run (its last checkpoint
+# exists) is skipped, an unfinished one resumed; finished features and tables
+# are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=experiments/recipes.sh
@@ -39,6 +40,10 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 train() {  # train <recipe> <seed> <run_dir> [extra flags...]
     local recipe="$1" seed="$2" run_dir="$3"
     shift 3
+    if [ -f "$run_dir/checkpoints/ckpt-$STEPS.index" ]; then
+        echo "$run_dir: finished (ckpt-$STEPS); not resumed"
+        return
+    fi
     local extra
     extra=$(recipe_flags "$recipe")
     # shellcheck disable=SC2086
