@@ -500,3 +500,75 @@ def test_64_grid_pools_to_shapenetvox32(shared_data):
     # two voxelizations differ slightly at thin parts).
     assert iou(downsample(grid, 32), vox32) >= 0.83
     np.testing.assert_array_equal(downsample(grid, 32), load_grid(v2_chair_record(shared_data), 32))
+
+
+# ------------------------------------------------ tools/prepare_shapenet.py
+
+
+def run_prepare(capsys, *args):
+    from tests.test_tables import run_script
+
+    capsys.readouterr()
+    status = run_script("tools/prepare_shapenet.py", "--noprogress", "--workers=1", *args)
+    out = capsys.readouterr()
+    return status, out.out.strip().splitlines(), out.err
+
+
+def test_prepare_shapenet_on_the_samples(shared_data, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    status, lines, err = run_prepare(capsys, f"--data_dir={shared_data}", f"--cache_dir={cache}")
+    assert status == 0, err
+    (summary,) = lines
+    assert summary.startswith("prepare_shapenet: 1 models at 64^3 (chair 1)")
+    assert "0 read from an earlier run, 1 decoded" in summary
+    assert "left out 12: 7 without renders, 5 without voxels, 0 rejected, 0 undecodable" in summary
+    assert "no models for airplane (02691156), car (02958343), rifle" in summary
+    listing = (cache / "left_out_64.txt").read_text().splitlines()
+    assert len(listing) == 12 and sum("no 3D-R2N2 renders" in ln for ln in listing) == 7
+    # Training with the same cache folder reads the grid instead of decoding it.
+    from enhancer_gan.config import DataConfig
+    from enhancer_gan.data.datasets import load_shapes
+
+    cfg = DataConfig(kind="r2n2_v2", data_dir=str(shared_data), categories=("chair",))
+    shapes = load_shapes(cfg, 64, cache_dir=str(cache), progress=False, log=lambda *_: None)
+    assert shapes.reused == 1 and len(shapes.records) == 1
+    # A bad root is one line, not a traceback.
+    status, _, err = run_prepare(capsys, f"--data_dir={tmp_path / 'nowhere'}")
+    assert status == 1 and "does not exist" in err and "Traceback" not in err
+
+
+def test_prepare_shapenet_resumes_a_killed_run(shared_data, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from enhancer_gan.data import datasets, shapenet
+
+    for i in range(3):  # three copies of the sample pair
+        shutil.copytree(
+            shared_data / "ShapeNetCore.v2" / CHAIR / CHAIR_ID,
+            tmp_path / "ShapeNetCore.v2" / CHAIR / f"c{i}",
+        )
+        shutil.copytree(
+            shared_data / "ShapeNetRendering" / CHAIR / CHAIR_ID,
+            tmp_path / "ShapeNetRendering" / CHAIR / f"c{i}",
+        )
+    cache = tmp_path / "cache"
+    args = [f"--data_dir={tmp_path}", f"--cache_dir={cache}", "--resolution=32", "--chunk_size=1"]
+    # A run killed while decoding its third part leaves two parts behind.
+    index = shapenet.index_r2n2_v2(*v2_roots(tmp_path), ["chair"])
+    real = datasets._decode
+
+    def killed(chunk, *rest):
+        if chunk[0].model_id == "c2":
+            raise KeyboardInterrupt
+        return real(chunk, *rest)
+
+    monkeypatch.setattr(datasets, "_decode", killed)
+    with pytest.raises(KeyboardInterrupt):
+        datasets.decode_grids(index.records, shapenet.load_grid, 32, str(cache), False, 1, 1)
+    monkeypatch.setattr(datasets, "_decode", real)
+    status, (summary,), err = run_prepare(capsys, *args, "--categories=chair")
+    assert status == 0, err
+    assert "3 models at 32^3 (chair 3)" in summary
+    assert "2 read from an earlier run, 1 decoded" in summary and "left out 0" in summary
+    status, (summary,), err = run_prepare(capsys, *args, "--categories=chair")
+    assert "3 read from an earlier run, 0 decoded" in summary

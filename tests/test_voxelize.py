@@ -9,7 +9,7 @@ import trimesh
 from hypothesis import given
 from hypothesis import strategies as st
 
-from enhancer_gan.data.modelnet import archive_to_canonical, load_archive
+from enhancer_gan.data.archives import archive_to_canonical, load_archive
 from enhancer_gan.data.off import read_off
 from enhancer_gan.errors import ConfigError, MeshError
 from enhancer_gan.voxels.voxelize import (

@@ -4,10 +4,10 @@
       --split=both --resolution=64 --output_dir=/data/modelnet10_vox64
 
 writes `<output_dir>/modelnet_<split>_<resolution>.npz` per split (see
-`enhancer_gan.data.modelnet.load_voxel_cache`) and `<output_dir>/failures.txt`
+`enhancer_gan.data.voxel_cache.load_voxel_cache`) and `<output_dir>/failures.txt`
 (one `split<TAB>path<TAB>problem` line per mesh that could not be read;
 those meshes are left out of the cache, never a crash). Flags are parsed
-here only; the work is `enhancer_gan.data.modelnet.voxelize_split`.
+here only; the work is `enhancer_gan.data.voxel_cache.voxelize_split`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from enhancer_gan.cli import flags_parser  # noqa: E402
-from enhancer_gan.data import modelnet  # noqa: E402
+from enhancer_gan.data import modelnet, voxel_cache  # noqa: E402
 from enhancer_gan.errors import EnhancerGanError  # noqa: E402
 from enhancer_gan.io_utils import atomic_write_text, check_can_write  # noqa: E402
 
@@ -65,13 +65,13 @@ def main(argv):
         planned = []
         for split in splits:
             records = modelnet.index_modelnet(FLAGS.modelnet_dir, split, FLAGS.categories)
-            cache = os.path.join(FLAGS.output_dir, modelnet.cache_filename(split, resolution))
+            cache = os.path.join(FLAGS.output_dir, voxel_cache.cache_filename(split, resolution))
             check_can_write(cache, FLAGS.overwrite)
             planned.append((split, records, cache))
         class_names = modelnet.modelnet_classes(FLAGS.modelnet_dir)
         done, failures = [], {}
         for split, records, cache in planned:
-            packed = modelnet.voxelize_split(
+            packed = voxel_cache.voxelize_split(
                 records,
                 resolution,
                 cache,
@@ -81,7 +81,7 @@ def main(argv):
                 class_names=class_names,
                 workers=FLAGS.workers,
             )
-            _, meta = modelnet.load_voxel_cache(cache)
+            _, meta = voxel_cache.load_voxel_cache(cache)
             failures[split] = list(meta.failures)
             done.append(f"{split} {len(packed)}")
     except EnhancerGanError as e:

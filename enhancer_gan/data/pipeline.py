@@ -29,7 +29,19 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from enhancer_gan.data.packing import pack_grids, unpack_grids
 from enhancer_gan.errors import DataError
+
+# Packing lives in data/packing.py (no TensorFlow); re-exported for callers.
+__all__ = [
+    "PairSource",
+    "decode_view",
+    "decode_view_uint8",
+    "make_pair_dataset",
+    "pack_grids",
+    "unpack_grids",
+    "view_to_float",
+]
 
 _VIEW_SALT = 0x5EED_0001
 _NOISE_SALT = 0x5EED_0002
@@ -87,18 +99,6 @@ class PairSource:
     @property
     def num_models(self) -> int:
         return int(self.packed_voxels.shape[0])
-
-
-def pack_grids(grids: np.ndarray) -> np.ndarray:
-    """[N, R, R, R] bool -> [N, R^3 / 8] uint8 (project order, big-endian bits)."""
-    grids = np.asarray(grids, dtype=bool)
-    return np.packbits(grids.reshape(grids.shape[0], -1), axis=1)
-
-
-def unpack_grids(packed: np.ndarray, resolution: int) -> np.ndarray:
-    """Inverse of `pack_grids`: [N, R^3 / 8] uint8 -> [N, R, R, R] bool."""
-    flat = np.unpackbits(np.asarray(packed, dtype=np.uint8), axis=1).astype(bool)
-    return flat.reshape(-1, resolution, resolution, resolution)
 
 
 def decode_view_uint8(raw: tf.Tensor, image_size: int) -> tf.Tensor:

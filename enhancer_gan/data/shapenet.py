@@ -6,7 +6,13 @@ Layouts:
     `<render_root>/<synset>/<model_id>/rendering/NN.png` with
     `renderings.txt` (the views' names) and `rendering_metadata.txt`.
   * ShapeNetCore v2: `<root>/<synset>/<model_id>/models/model_normalized.solid.binvox`
-    (128^3), no renders.
+    (128^3) or, where that file is absent, the mesh `model_normalized.obj`
+    (voxelized here, solid, in the same frame and placement); no renders.
+
+Three indexes: `index_r2n2` (ShapeNetVox32 + renders, 32^3 only),
+`index_shapenet_v2` (v2 grids alone; the project renders views) and
+`index_r2n2_v2`, the paper's pairs: v2 grids at 64^3 (or 32^3) paired by
+synset and model id with the 3D-R2N2 renders of the same model.
 
 The index only lists what is on disk: every path is built from directory
 listings under the given roots and checked with `os.path.realpath` to stay
@@ -28,14 +34,22 @@ import numpy as np
 from enhancer_gan.config import SHAPENET_SYNSETS
 from enhancer_gan.data.records import ShapeRecord, label_map
 from enhancer_gan.data.renders import parse_renderings_list
-from enhancer_gan.errors import ConfigError, DataError
+from enhancer_gan.errors import ConfigError, DataError, MeshError
 from enhancer_gan.voxels.binvox import read_binvox
-from enhancer_gan.voxels.grid import downsample, to_canonical
+from enhancer_gan.voxels.grid import V2_TO_CANONICAL, downsample, to_canonical
+from enhancer_gan.voxels.voxelize import voxelize_mesh
 
 R2N2_VOXEL_FILE = "model.binvox"
 R2N2_RENDER_DIR = "rendering"
 R2N2_RENDER_LIST = "renderings.txt"
 V2_VOXEL_FILE = os.path.join("models", "model_normalized.solid.binvox")
+V2_MESH_FILE = os.path.join("models", "model_normalized.obj")
+# ShapeRecord.source of a v2 model whose grid is made from its mesh.
+V2_MESH_SOURCE = "shapenet_v2_mesh"
+# The usual folder names under one data root.
+R2N2_VOXEL_FOLDER = "ShapeNetVox32"
+R2N2_RENDER_FOLDER = "ShapeNetRendering"
+V2_FOLDER = "ShapeNetCore.v2"
 
 _SYNSET_TO_NAME = {synset: name for name, synset in SHAPENET_SYNSETS.items()}
 _VIEW_NUMBER = re.compile(r"(\d+)\.png", re.IGNORECASE)
@@ -54,6 +68,9 @@ class IndexResult:
       rejected: 'path: reason' for entries refused outright (a link leading
         out of the root, an unreadable renderings.txt).
       root: the root that was indexed (the voxel root for r2n2).
+      categories: the selected categories, in label order.
+      empty_categories: 'name (synset)' of selected categories without a
+        usable model (`index_r2n2_v2` only; the others raise instead).
     """
 
     records: list[ShapeRecord]
@@ -61,6 +78,8 @@ class IndexResult:
     missing_voxels: list[str] = dataclasses.field(default_factory=list)
     rejected: list[str] = dataclasses.field(default_factory=list)
     root: str = ""
+    categories: tuple[str, ...] = ()
+    empty_categories: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
         """One line: counts of what was indexed and what was left out."""
@@ -68,10 +87,15 @@ class IndexResult:
         for r in self.records:
             per_category[r.category] = per_category.get(r.category, 0) + 1
         kept = ", ".join(f"{c} {n}" for c, n in sorted(per_category.items()))
+        meshes = sum(r.source == V2_MESH_SOURCE for r in self.records)
+        from_meshes = f", {meshes} from meshes" if meshes else ""
+        empty = (
+            f"; no models for {', '.join(self.empty_categories)}" if self.empty_categories else ""
+        )
         return (
-            f"{self.root}: {len(self.records)} models ({kept}); left out: "
+            f"{self.root}: {len(self.records)} models ({kept}{from_meshes}); left out: "
             f"{len(self.missing_renders)} without renders, "
-            f"{len(self.missing_voxels)} without voxels, {len(self.rejected)} rejected"
+            f"{len(self.missing_voxels)} without voxels, {len(self.rejected)} rejected{empty}"
         )
 
 
@@ -273,6 +297,7 @@ def index_r2n2(
                 )
             )
             counts[category] = counts.get(category, 0) + 1
+    result.categories = tuple(selected)
     _no_records(vox_root, selected, counts)
     return result
 
@@ -286,9 +311,10 @@ def index_shapenet_v2(root: str | os.PathLike, categories: Sequence[str] = ()) -
         synset folder found under the root.
 
     Returns:
-      IndexResult whose records have source 'shapenet_v2', no view_paths and
-      alphabetical labels; model folders without the solid grid are listed
-      in missing_voxels.
+      IndexResult whose records have source 'shapenet_v2' (the solid binvox)
+      or 'shapenet_v2_mesh' (no binvox, the mesh), no view_paths and
+      alphabetical labels; model folders with neither are listed in
+      missing_voxels.
 
     Raises:
       ConfigError: an unknown category name.
@@ -304,22 +330,169 @@ def index_shapenet_v2(root: str | os.PathLike, categories: Sequence[str] = ()) -
     for category, synset in selected.items():
         folder = os.path.join(root, synset)
         for model_id in _list_dirs(folder, root_real, result.rejected):
-            voxel_path = os.path.join(folder, model_id, V2_VOXEL_FILE)
-            if not _regular_file(voxel_path, root_real, result.rejected):
+            found = _v2_grid_file(os.path.join(folder, model_id), root_real, result.rejected)
+            if found is None:
                 result.missing_voxels.append(model_id)
                 continue
             result.records.append(
                 ShapeRecord(
                     model_id=model_id,
                     category=category,
-                    voxel_path=voxel_path,
+                    voxel_path=found[0],
                     label=labels[category],
-                    source="shapenet_v2",
+                    source=found[1],
                 )
             )
             counts[category] = counts.get(category, 0) + 1
+    result.categories = tuple(selected)
     _no_records(root, selected, counts)
     return result
+
+
+def _v2_grid_file(model_dir: str, root_real: str, rejected: list[str]) -> tuple[str, str] | None:
+    """(path, source) of a v2 model's grid: the solid binvox, else the mesh; None if neither."""
+    binvox = os.path.join(model_dir, V2_VOXEL_FILE)
+    if _regular_file(binvox, root_real, rejected):
+        return binvox, "shapenet_v2"
+    mesh = os.path.join(model_dir, V2_MESH_FILE)
+    if _regular_file(mesh, root_real, rejected) and os.path.getsize(mesh) > 0:
+        return mesh, V2_MESH_SOURCE
+    return None
+
+
+def index_r2n2_v2(
+    voxel_root: str | os.PathLike,
+    render_root: str | os.PathLike,
+    categories: Sequence[str] = (),
+) -> IndexResult:
+    """The paper's pairs: ShapeNetCore v2 grids with the 3D-R2N2 renders of the same models.
+
+    A model is kept when both `<voxel_root>/<synset>/<id>/` (with its solid
+    binvox or, failing that, its mesh) and `<render_root>/<synset>/<id>/rendering/`
+    (with at least one listed view) exist. The two downloads do not hold the
+    same models (v2 added and dropped some), so models in only one are
+    counted (missing_renders / missing_voxels) and left out.
+
+    Args:
+      voxel_root: the `ShapeNetCore.v2` folder.
+      render_root: the `ShapeNetRendering` folder.
+      categories: names from `config.SHAPENET_SYNSETS`; empty = every known
+        synset folder found under `voxel_root`.
+
+    Returns:
+      IndexResult: records with source 'shapenet_v2' or 'shapenet_v2_mesh',
+      view_paths the renders (by view number), labels indexing the selected
+      categories in alphabetical order (`categories`), also for categories
+      that turned out empty; those are listed in `empty_categories` (one
+      summary line says so) rather than refused.
+
+    Raises:
+      ConfigError: an unknown category name.
+      DataError: a root does not exist, or no model at all is in both.
+    """
+    voxel_root, render_root = os.fspath(voxel_root), os.fspath(render_root)
+    vox_real, render_real = _check_root(voxel_root), _check_root(render_root)
+    selected = _select_synsets(categories, [voxel_root])
+    if not selected:
+        raise DataError(
+            voxel_root,
+            f"no ShapeNet category folders ({', '.join(sorted(_SYNSET_TO_NAME))}) found",
+        )
+    labels = label_map(selected)
+    result = IndexResult(records=[], root=voxel_root, categories=tuple(selected))
+    for category, synset in selected.items():
+        vox_dir = os.path.join(voxel_root, synset)
+        render_dir = os.path.join(render_root, synset)
+        with_voxels = set(_list_dirs(vox_dir, vox_real, result.rejected))
+        with_renders = set(_list_dirs(render_dir, render_real, result.rejected))
+        kept = 0
+        for model_id in sorted(with_voxels | with_renders):
+            found = None
+            if model_id in with_voxels:
+                found = _v2_grid_file(os.path.join(vox_dir, model_id), vox_real, result.rejected)
+            views = ()
+            if model_id in with_renders:
+                views = _r2n2_views(
+                    os.path.join(render_dir, model_id, R2N2_RENDER_DIR),
+                    render_real,
+                    result.rejected,
+                )
+            if found is None:
+                result.missing_voxels.append(model_id)
+                continue
+            if not views:
+                result.missing_renders.append(model_id)
+                continue
+            result.records.append(
+                ShapeRecord(
+                    model_id=model_id,
+                    category=category,
+                    voxel_path=found[0],
+                    view_paths=views,
+                    label=labels[category],
+                    source=found[1],
+                )
+            )
+            kept += 1
+        if not kept:
+            result.empty_categories.append(f"{category} ({synset})")
+    if not result.records:
+        raise DataError(
+            voxel_root,
+            f"no model of {', '.join(result.empty_categories)} is both here and in "
+            f"{render_root} (ShapeNetCore v2 grids are paired with 3D-R2N2 renders by synset "
+            f"and model id): {len(result.missing_renders)} have voxels only, "
+            f"{len(result.missing_voxels)} renders only",
+        )
+    return result
+
+
+def read_obj(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A Wavefront .obj's triangles (all groups, materials ignored), read with trimesh.
+
+    Returns:
+      vertices [V, 3] float64 and faces [F, 3] int64, in the file's frame.
+
+    Raises:
+      MeshError: unreadable, or no triangles.
+    """
+    import trimesh
+
+    name = os.fspath(path)
+    try:
+        mesh = trimesh.load(name, file_type="obj", force="mesh", process=False, skip_materials=True)
+    except Exception as e:  # trimesh's parsers raise anything from IndexError to KeyError
+        raise MeshError(name, f"cannot read the mesh: {type(e).__name__}: {e}") from None
+    faces = np.asarray(getattr(mesh, "faces", np.zeros((0, 3))), dtype=np.int64)
+    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
+        raise MeshError(name, "the mesh has no triangles")
+    return np.asarray(mesh.vertices, dtype=np.float64), faces
+
+
+def voxelize_v2_mesh(path: str | os.PathLike, resolution: int) -> np.ndarray:
+    """A ShapeNetCore v2 `model_normalized.obj` as a solid grid in the canonical frame.
+
+    The same placement as the v2 solid binvox after `to_canonical`: binvox
+    spans the mesh's longest side with the whole grid (header `scale` = that
+    side, `translate` = the bounding box's minimum corner), and the canonical
+    transform turns it a quarter about the up axis and centres it. Here the
+    mesh is turned by the same rotation (`grid.V2_TO_CANONICAL`), then
+    voxelized with its bounding box centred and its longest side spanning
+    all R voxels (`voxelize_mesh(..., span=R)`). Chair
+    1a6f615e8b1b5ae4dbbc9440457e303e at 64^3 agrees with its binvox grid at
+    IoU 0.855 (tests/test_shapenet.py).
+
+    Returns:
+      [R, R, R] bool, canonical frame (y up, facing +x).
+
+    Raises:
+      MeshError: unreadable or degenerate mesh.
+    """
+    vertices, faces = read_obj(path)
+    turned = vertices @ V2_TO_CANONICAL.T
+    return voxelize_mesh(
+        turned, faces, resolution, up_axis="y", name=os.fspath(path), span=resolution
+    )
 
 
 def load_grid(record: ShapeRecord, resolution: int) -> np.ndarray:
@@ -337,8 +510,12 @@ def load_grid(record: ShapeRecord, resolution: int) -> np.ndarray:
     Returns:
       [R, R, R] bool, project order (x, y, z), canonical frame.
 
+    Records of source 'shapenet_v2_mesh' are voxelized from their mesh at R
+    directly (`voxelize_v2_mesh`).
+
     Raises:
       BinvoxError: the file is missing or malformed.
+      MeshError: a mesh record's file is unreadable or degenerate.
       DataError: the file's grid is smaller than R (no upsampling) or its
         side is not a multiple of R.
       ConfigError: R is not positive, or the record's source is unknown.
@@ -347,6 +524,8 @@ def load_grid(record: ShapeRecord, resolution: int) -> np.ndarray:
         raise ConfigError(f"resolution must be an integer, got {resolution!r}")
     if resolution < 1:
         raise ConfigError(f"resolution must be positive, got {resolution}")
+    if record.source == V2_MESH_SOURCE:
+        return voxelize_v2_mesh(record.voxel_path, int(resolution))
     vox = read_binvox(record.voxel_path)
     dim = vox.dim
     if dim < resolution:

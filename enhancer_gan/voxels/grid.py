@@ -106,6 +106,13 @@ def shapenet_v2_to_canonical(grid: np.ndarray) -> np.ndarray:
     return center_occupied(np.ascontiguousarray(turned))
 
 
+# The same quarter turn for points (meshes): canonical = V2_TO_CANONICAL @ v2,
+# (x, y, z) -> (-z, y, x). `shapenet_v2_to_canonical`'s voxel map
+# new[x, y, z] = old[z, y, D - 1 - x] is this rotation applied to voxel
+# centres about the grid's middle (tests/test_grid.py checks they agree).
+V2_TO_CANONICAL = np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+
+
 def r2n2_to_canonical(grid: np.ndarray) -> np.ndarray:
     """ShapeNetVox32 (3D-R2N2) grids are the canonical frame: the identity.
 

@@ -8,7 +8,10 @@ The steps (docs/DESIGN.md#mesh-to-voxels):
   2. normalise: centre the bounding box in the grid and scale its longest
      side to R - 1 voxels, so the shape touches the middle of the first and
      last voxel along that axis (a margin of half a voxel on each side, which
-     keeps rounding from pushing surface points out of the grid);
+     keeps rounding from pushing surface points out of the grid). `span=R`
+     instead fills the grid edge to edge along the longest side, the
+     placement of binvox files (ShapeNetCore v2's `model_normalized.*.binvox`
+     span their models' longest side exactly: header `scale` = that side);
   3. voxelize the surface: every triangle is cut into a barycentric grid of
      sub-triangles with edges of at most half a voxel, and every voxel that
      holds a grid point is marked. Any surface point is then within 0.29
@@ -60,16 +63,19 @@ def to_y_up(vertices: np.ndarray, up_axis: str = "z") -> np.ndarray:
     return np.asarray(vertices, dtype=np.float64) @ UP_AXIS_ROTATIONS[up_axis].T
 
 
-def normalize_to_grid(vertices: np.ndarray, resolution: int, name=None) -> np.ndarray:
+def normalize_to_grid(
+    vertices: np.ndarray, resolution: int, name=None, span: float | None = None
+) -> np.ndarray:
     """Maps vertices into grid coordinates [0, R]^3, bounding box centred.
 
-    The longest side of the bounding box spans [0.5, R - 0.5]; a point at
-    coordinate c lies in voxel floor(c).
+    The longest side of the bounding box spans [0.5, R - 0.5] (or `span`
+    voxels about the centre); a point at coordinate c lies in voxel floor(c).
 
     Args:
       vertices: [V, 3] float64, V >= 1, finite.
       resolution: R.
       name: file name for error messages.
+      span: voxels the longest side spans, in (0, R]; None = R - 1.
 
     Returns:
       [V, 3] float64 grid coordinates.
@@ -88,7 +94,7 @@ def normalize_to_grid(vertices: np.ndarray, resolution: int, name=None) -> np.nd
         raise MeshError(name, "cannot voxelize: the mesh's bounding box is too large to represent")
     if longest <= 0 or longest < 1e-12 * max(1.0, float(np.abs(centre).max())):
         raise MeshError(name, "cannot voxelize: all vertices are at the same point")
-    scale = (resolution - 1) / longest
+    scale = (resolution - 1 if span is None else span) / longest
     return (vertices - centre) * scale + resolution / 2
 
 
@@ -131,6 +137,7 @@ def voxelize_mesh(
     up_axis: str = "z",
     fill: bool = True,
     name: str | None = None,
+    span: float | None = None,
 ) -> np.ndarray:
     """Voxelizes a triangle mesh into a solid grid in the project frame.
 
@@ -143,6 +150,10 @@ def voxelize_mesh(
       fill: fill the inside (True, the paper's solid grids) or return only the
         surface voxels.
       name: the mesh's file name, for error messages.
+      span: voxels the longest side of the bounding box spans, in (0, R];
+        None = R - 1 (half a voxel of margin each side); R = edge to edge,
+        as binvox places a mesh (surface points on the far faces fall in
+        the last voxel).
 
     Returns:
       [R, R, R] bool, grid[x, y, z] with y up; the bounding box is centred and
@@ -155,6 +166,8 @@ def voxelize_mesh(
     if int(resolution) != resolution or resolution < 2:
         raise ConfigError(f"resolution must be an integer >= 2, got {resolution}")
     resolution = int(resolution)
+    if span is not None and not 0 < span <= resolution:
+        raise ConfigError(f"span must be in (0, {resolution}], got {span}")
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces)
     if vertices.ndim != 2 or vertices.shape[1] != 3:
@@ -173,7 +186,7 @@ def voxelize_mesh(
     # Only vertices that faces use decide the box; stray points would shrink
     # the shape inside the grid.
     used = np.unique(faces)
-    points = normalize_to_grid(to_y_up(vertices[used], up_axis), resolution, name)
+    points = normalize_to_grid(to_y_up(vertices[used], up_axis), resolution, name, span)
     remap = np.zeros(len(vertices), dtype=np.int64)
     remap[used] = np.arange(len(used))
     tri = points[remap[faces]]  # [F, 3, 3]
