@@ -35,6 +35,7 @@ RUNS="${RUNS:-runs/recipes}"
 CACHE="${CACHE:-data_cache/mn10_vox32}"
 RESULTS="${RESULTS:-results/mn10_small}"
 EXTRA="${EXTRA:-}"                        # more training flags (tests: tiny width, batch)
+CURVES="${CURVES:-1}"                     # 0: no validation curves (they cost ~4 min a run)
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
 train() {  # train <recipe> <seed> <run_dir> [extra flags...]
@@ -89,8 +90,10 @@ done
 
 python experiments/recipe_table.py --results_dirs="$(IFS=,; echo "${dirs[*]}")" \
     --output="$RESULTS/recipes.md" --overwrite
-python experiments/feature_curve.py --run_dirs="$(IFS=,; echo "${all_runs[*]}")" \
-    --data_dir="$DATA" --cache_dir="$CACHE" --output_dir="$RESULTS/curves"
+if [ "$CURVES" = 1 ]; then
+    python experiments/feature_curve.py --run_dirs="$(IFS=,; echo "${all_runs[*]}")" \
+        --data_dir="$DATA" --cache_dir="$CACHE" --output_dir="$RESULTS/curves"
+fi
 first="${SEEDS%% *}"
 python tools/generate.py --run_dir="$RUNS/${BEST}_s$first" --num_samples=16 \
     --output_dir="$RESULTS/samples" --overwrite
