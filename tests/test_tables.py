@@ -162,6 +162,19 @@ def test_paper_numbers_match_the_tables_in_the_design_page():
         paper.TABLE1.row("sph").value("other")
 
 
+def test_every_design_page_section_cited_exists():
+    """Code and docs cite docs/DESIGN.md#<section>; each section must exist."""
+    ids = set(re.findall(r'<a id="([a-z0-9-]+)"></a>', (ROOT / "docs" / "DESIGN.md").read_text()))
+    cited = {}
+    for path in ROOT.rglob("*"):
+        if path.suffix in (".py", ".md", ".cfg", ".sh") and ".git" not in path.parts:
+            for anchor in re.findall(r"DESIGN\.md#([a-z0-9-]+)", path.read_text(errors="replace")):
+                cited.setdefault(anchor, path)
+    assert cited, "nothing cites the design page"
+    missing = {a: str(p) for a, p in cited.items() if a not in ids}
+    assert not missing, missing
+
+
 def test_dataset_column_and_paper_key():
     assert paper.dataset_column(10) == "MN10"
     assert paper.dataset_column(40) == "MN40"
