@@ -33,7 +33,7 @@ import keras
 import tensorflow as tf
 
 from enhancer_gan.config import ModelConfig, TrainConfig
-from enhancer_gan.models import build_networks
+from enhancer_gan.models import build_networks, generate_voxels
 from enhancer_gan.training import losses
 
 METRIC_NAMES = (
@@ -138,15 +138,7 @@ class GanTrainer(tf.Module):
 
     def generate(self, z: tf.Tensor, training: bool):
         """z [B, latent] -> (voxels [B, R, R, R, 1] in [0, 1], GE outputs or None)."""
-        nets = self.networks
-        if self.use_enhancer:
-            outputs = nets.enhancer_generator(z, training=training)
-            features = nets.enhancer_generator.voxel_features(outputs)
-        else:
-            outputs = None
-            features = nets.latent_projector(z, training=training)
-        voxels = nets.voxel_generator(features, training=training)
-        return voxels, outputs
+        return generate_voxels(self.networks, z, training=training)
 
     def _scaled_losses(self, loss, names):
         """Per-optimiser scaled losses; call INSIDE the tape so scaling is recorded.
