@@ -123,7 +123,7 @@ def feature_curve(
     """Scores the floor and every checkpoint of `run_dir`; reuses `previous` results.
 
     `last_only` scores the floor and the latest checkpoint only (a cheaper
-    end point without the curve).
+    end point without the curve); checkpoints in `previous` are kept.
 
     Returns a JSON-ready dict: run_dir, train config, floor, checkpoints
     ([{step, checkpoint, scores...}] by step) and train_scalars.
@@ -156,8 +156,8 @@ def feature_curve(
     config = ExperimentConfig.load(os.path.join(run_dir, "config.json"))
     floor = scored(0, "", True)
     found = list_checkpoints(run_dir)
-    if last_only:
-        found = found[-1:]
+    if last_only:  # the latest, and whatever `previous` already scored
+        found = [f for f in found if f[0] in done or f == found[-1]]
     checkpoints = [scored(step, path, False) for step, path in found]
     return {
         "run_dir": run_dir,
