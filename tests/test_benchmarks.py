@@ -112,3 +112,21 @@ def test_plain_keras_benchmark_ratios_and_parameter_counts():
     for name, value in ratios.items():
         assert math.isfinite(float(value)) and float(value) > 0, (name, value)
     assert float(ratios["step_project_over_plain"]) == pytest.approx(step_vs_plain, rel=1e-3)
+
+
+def test_strided_benchmark_times_every_stride2_layer_and_marks_the_chosen_ones():
+    """bench_strided: one row per conv layer, both sides timed, the rule's choices listed."""
+    lines = run_quick("bench_strided.py")
+    speedup = last_value(lines, "chosen_speedup")
+    rows = table(lines, "stride-2 layers")
+    names = {r["layer"] for r in rows}
+    # Every conv layer of the four networks at 32^3: GE 4 + image, DE 4, GM 3, DM 3.
+    assert len(rows) == 18, names
+    chosen = {r["layer"] for r in rows if r["chosen"] == "yes"}
+    assert {"enhancer_generator/deconv2", "voxel_generator/to_voxels"} <= chosen, chosen
+    assert "voxel_discriminator/conv16_128" in chosen, chosen
+    for r in rows:
+        stock, rewrite = float(r["stock s"]), float(r["rewrite s"])
+        assert stock > 0 and rewrite > 0
+        assert float(r["speedup"]) == pytest.approx(stock / rewrite, rel=0.02, abs=0.01)
+    assert speedup > 0

@@ -383,6 +383,29 @@ def test_training_resumes_from_the_newest_whole_checkpoint(run, trained, name):
     assert os.listdir(os.path.join(folder, ckpts.DAMAGED_DIR))
 
 
+def test_resume_removes_the_shard_folders_of_interrupted_saves(run, trained):
+    """A save killed half-way leaves `ckpt-N_temp/`; resuming removes it, and only it."""
+    from enhancer_gan.training.loop import train
+
+    folder = _folder(run)
+    for n in (4, 9):  # the save that the kill interrupted, and one never re-saved
+        part = os.path.join(folder, f"ckpt-{n}_temp")
+        os.makedirs(part)
+        with open(os.path.join(part, "part-00000-of-00001.data-00000-of-00001"), "wb") as f:
+            f.write(b"\0" * 100)
+    kept = {p: _digest(p) for p in glob.glob(os.path.join(folder, "ckpt-[123].*"))}
+    lines = []
+    result = train(_config(run, 4), source=trained[1], progress=False, log=lines.append)
+    assert result.step == 4
+    assert lines and lines[0].startswith("Resumed") and "ckpt-3 at step 3." in lines[0], lines
+    assert not glob.glob(os.path.join(folder, "*_temp*")), os.listdir(folder)
+    assert ckpts.verify(os.path.join(folder, "ckpt-4")).whole
+    # The whole checkpoints were not touched (ckpt-1 is swept by max_to_keep=3).
+    for path, digest in kept.items():
+        if "ckpt-1." not in path:
+            assert _digest(path) == digest, path
+
+
 def test_no_readable_checkpoint_stops_unless_restart_is_asked(run, trained):
     from enhancer_gan.training.loop import train
 

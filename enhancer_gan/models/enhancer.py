@@ -28,6 +28,7 @@ from keras import layers, ops
 
 from enhancer_gan.config import ModelConfig
 from enhancer_gan.errors import ConfigError
+from enhancer_gan.models import strided
 from enhancer_gan.models.voxel import (
     ConfiguredModel,
     batch_norm,
@@ -112,7 +113,7 @@ class EnhancerGenerator(ConfiguredModel):
             setattr(
                 self,
                 f"deconv{k}",
-                layers.Conv2DTranspose(
+                strided.Conv2DTranspose(
                     widths[k - 1],
                     IMAGE_KERNEL,
                     strides=2,
@@ -123,7 +124,7 @@ class EnhancerGenerator(ConfiguredModel):
                 ),
             )
             setattr(self, f"bn{k}", batch_norm(f"bn{k}"))
-        self.to_image = layers.Conv2DTranspose(
+        self.to_image = strided.Conv2DTranspose(
             3,
             IMAGE_KERNEL,
             strides=2,

@@ -26,6 +26,7 @@ from keras import layers, ops
 
 from enhancer_gan.config import ModelConfig
 from enhancer_gan.errors import ConfigError
+from enhancer_gan.models import strided
 
 # The paper's widths (docs/DESIGN.md#networks), before `width_multiplier`.
 GM_INPUT_WIDTH = 512
@@ -217,7 +218,7 @@ class VoxelGenerator(ConfiguredModel):
             setattr(
                 self,
                 f"deconv{k}",
-                layers.Conv3DTranspose(
+                strided.Conv3DTranspose(
                     width,
                     VOXEL_KERNEL,
                     strides=2,
@@ -228,7 +229,7 @@ class VoxelGenerator(ConfiguredModel):
                 ),
             )
             setattr(self, f"bn{k}", batch_norm(f"bn{k}"))
-        self.to_voxels = layers.Conv3DTranspose(
+        self.to_voxels = strided.Conv3DTranspose(
             1,
             VOXEL_KERNEL,
             strides=2,
@@ -271,7 +272,7 @@ class VoxelDiscriminator(ConfiguredModel):
             setattr(
                 self,
                 layer_name,
-                layers.Conv3D(
+                strided.Conv3D(
                     channels(paper_width, config),
                     VOXEL_KERNEL,
                     strides=2,

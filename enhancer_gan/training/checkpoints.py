@@ -27,6 +27,7 @@ names the damage and the readable checkpoints; never a silent fall-back).
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import json
 import os
@@ -410,6 +411,22 @@ class Resume:
     notice: str  # one sentence about damage ('' when there was none)
 
 
+def remove_interrupted_saves(folder: str) -> list[str]:
+    """Removes the `<prefix>_temp` shard folders of saves that were interrupted.
+
+    TensorFlow writes a checkpoint's shards into `<prefix>_temp/` and merges
+    them into `<prefix>.index`/`.data-*`, deleting the folder, only when the
+    save completes; a folder still there is a save that was killed half-way,
+    never a checkpoint, and nothing can read it.
+    """
+    removed = []
+    for path in sorted(glob.glob(os.path.join(glob.escape(folder), "*_temp"))):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def prepare_resume(folder: str, restart_if_damaged: bool = False) -> Resume:
     """Finds the newest checkpoint that reads whole and makes it the latest.
 
@@ -420,6 +437,7 @@ def prepare_resume(folder: str, restart_if_damaged: bool = False) -> Resume:
     that is a NoReadableCheckpointError, unless `restart_if_damaged`, which
     moves every damaged checkpoint aside and starts from step 0.
     """
+    remove_interrupted_saves(folder)
     state = read_state(folder)
     tried: list[Status] = []
     chosen: Status | None = None

@@ -35,6 +35,7 @@ import tensorflow as tf
 from enhancer_gan.config import ModelConfig, TrainConfig
 from enhancer_gan.models import build_networks, generate_voxels
 from enhancer_gan.training import losses
+from enhancer_gan.training.adam import FusedAdam
 
 METRIC_NAMES = (
     "loss/voxel_discriminator",
@@ -61,7 +62,7 @@ _AUGMENT_SALT = 0x0A06
 
 
 def _adam(config: TrainConfig, name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    opt = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=config.beta1, name=name)
+    opt = FusedAdam(learning_rate=learning_rate, beta_1=config.beta1, name=name)
     if config.mixed_precision:
         opt = keras.optimizers.LossScaleOptimizer(opt, name=f"{name}_loss_scale")
     return opt
