@@ -19,6 +19,13 @@ to the layers-alone rate, the step wastes nothing around its layers
 then the kernels' own: oneDNN runs stride-2 and transposed 3D convolutions,
 and their gradients, well below a stride-1 Conv3D.
 
+Then one more step under TensorFlow's profiler (`--op_stats`), its ops'
+self-time summed by kind: convolutions (and the matmuls of the rewritten
+layers, `enhancer_gan/models/strided.py`), batch norm, activations, the Adam
+update, the overlap-add and space-to-depth reshuffles, the rest. Self-times
+are CPU time summed over concurrent ops, so the shares are of the step's
+CPU time, not its wall time.
+
 Last line: `step_vs_layers_alone=<ratio>` (1.0 = no overhead around the layers).
 """
 
@@ -40,6 +47,7 @@ flags.DEFINE_float("width", 1.0, "ModelConfig.width_multiplier.")
 flags.DEFINE_integer("image_size", 128, "GE/DE image side.")
 flags.DEFINE_integer("repeats", 3, "Timed calls per layer (after one warm-up).")
 flags.DEFINE_integer("steps", 2, "Timed train steps (after one warm-up).")
+flags.DEFINE_bool("op_stats", True, "Profile one more step and print its time by op kind.")
 flags.DEFINE_bool("quick", False, "Tiny sizes: checks the script end to end in seconds.")
 FLAGS = flags.FLAGS
 
@@ -131,8 +139,84 @@ def main(argv):
             }
         ],
     )
+    if FLAGS.op_stats:
+        op_kinds(step)
     ratio = step_rate / layers_rate if math.isfinite(layers_rate) and layers_rate else float("nan")
     common.final_line("step_vs_layers_alone", ratio)
+
+
+# Op types by kind; anything not listed is "other".
+OP_KINDS = {
+    "convolution": ("Conv2D", "Conv3D", "DepthwiseConv"),
+    "matmul": ("MatMul", "BatchMatMul", "_MklMatMul", "_MklNativeMatMul"),
+    "batch norm": ("FusedBatchNorm", "BatchNorm", "Moments", "SquaredDifference", "Rsqrt"),
+    "activation": ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu"),
+    "Adam update": ("ApplyAdam", "AssignAddVariableOp", "AssignSubVariableOp", "Sqrt", "RealDiv"),
+    "reshuffle (pad, slice, transpose, concat)": (
+        "Pad",
+        "Slice",
+        "StridedSlice",
+        "Transpose",
+        "ConcatV2",
+        "Pack",
+        "Unpack",
+        "Reshape",
+    ),
+    "gradient sums (AddN)": ("AddN",),
+    "idle": ("IDLE",),
+}
+
+
+def _kind(op_type: str) -> str:
+    name = op_type.replace("_MklNative", "").replace("_Mkl", "").replace("Resource", "")
+    for kind, prefixes in OP_KINDS.items():
+        if any(name.startswith(p) for p in prefixes):
+            return kind
+    return "other element-wise and small ops"
+
+
+def op_kinds(step) -> None:
+    """One step under tf.profiler; self-time by op kind (see the module docstring)."""
+    import glob
+    import json
+    import tempfile
+
+    import tensorflow as tf
+
+    try:  # TensorFlow's own converter (the one TensorBoard's profile plugin uses)
+        from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
+    except ImportError as e:
+        print(f"\n(op statistics skipped: {e})")
+        return
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        step()
+        tf.profiler.experimental.stop()
+        paths = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+        data, ok = plugin.xspace_to_tools_data(paths, "framework_op_stats", {})
+    if not ok or not data:
+        print("\n(op statistics skipped: the profiler wrote no op table)")
+        return
+    table = json.loads(data)
+    table = table[0] if isinstance(table, list) else table
+    cols = [c["id"] for c in table["cols"]]
+    totals: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for row in table["rows"]:
+        cell = dict(zip(cols, (c.get("v") for c in row["c"])))
+        kind = _kind(str(cell["type"]))
+        totals[kind] = totals.get(kind, 0.0) + float(cell["total_self_time"]) / 1e6
+        counts[kind] = counts.get(kind, 0) + int(cell["occurrences"])
+    everything = sum(totals.values())
+    common.print_table(
+        "one step under the profiler: self-time by op kind (CPU seconds over all threads)",
+        [
+            {"kind": k, "ops run": counts[k], "s": v, "share": v / everything}
+            for k, v in sorted(totals.items(), key=lambda kv: -kv[1])
+        ],
+    )
+    inside = sum(totals.get(k, 0.0) for k in ("convolution", "matmul"))
+    print(f"ratio op_share_outside_conv_and_matmul={1 - inside / everything:.4f}")
 
 
 if __name__ == "__main__":

@@ -130,3 +130,30 @@ def test_strided_benchmark_times_every_stride2_layer_and_marks_the_chosen_ones()
         assert stock > 0 and rewrite > 0
         assert float(r["speedup"]) == pytest.approx(stock / rewrite, rel=0.02, abs=0.01)
     assert speedup > 0
+
+
+def test_profile_times_every_layer_and_splits_the_step_by_op_kind():
+    """profile_train_step: the layers table, the step against them, the profiler's op kinds."""
+    lines = run_quick("profile_train_step.py")
+    ratio = last_value(lines, "step_vs_layers_alone")
+    step = table(lines, "the step against its layers")[0]
+    assert float(step["step vs layers alone"]) == pytest.approx(ratio, rel=0.01)
+    kinds = {r["kind"]: r for r in table(lines, "one step under the profiler")}
+    assert {"convolution", "batch norm", "Adam update"} <= set(kinds), kinds
+    shares = [float(r["share"]) for r in kinds.values()]
+    assert sum(shares) == pytest.approx(1.0, abs=0.01)
+    assert int(kinds["Adam update"]["ops run"]) > 0
+    outside = next(x for x in lines if x.startswith("ratio op_share_outside_conv_and_matmul="))
+    assert 0 < float(outside.split("=")[1]) < 1
+
+
+def test_train_step_benchmark_reports_its_ratio_to_the_conv_peak():
+    """bench_train_step: the README's first benchmark runs end to end at toy size."""
+    lines = run_quick("bench_train_step.py")
+    assert last_value(lines, "train_step_vs_conv_peak") < 10
+
+
+def test_data_benchmark_reports_pairs_per_second():
+    """bench_data: the input pipeline benchmark runs end to end at toy size."""
+    lines = run_quick("bench_data.py")
+    assert last_value(lines, "pairs_per_s") > 1

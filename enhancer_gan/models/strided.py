@@ -2,9 +2,9 @@
 
 The step's profile (benchmarks/RESULTS.md) names three kinds of layer that
 run far below the rest on CPU: GE's transposed convolutions on small inputs
-(4x4x2048 -> 8x8x1024 and 8x8 -> 16x16, kernel 5: the two most expensive
-ops of the whole step), GM's first (4^3 input) and last (one output channel)
-transposed convolutions, and DM's first convolution (one input channel).
+(4x4x2048 -> 8x8x1024, kernel 5, was the most expensive op of the whole
+step), GM's last transposed convolution (one output channel) and DM's
+first convolution (one input channel).
 Each is a stride-2 'same' convolution with an exact twin over the same
 kernel variable:
 
@@ -41,10 +41,13 @@ import keras
 from keras import layers
 
 STRIDE = 2
-# Where the rewrites pay (benchmarks/bench_strided.py): transposed
-# convolutions of inputs with at most this many positions, or with one
-# output channel; convolutions of one input channel in 3D.
-MATMUL_MAX_POSITIONS = 64
+# Where the rewrites pay (benchmarks/bench_strided.py, 64^3, batch 4):
+# 2D transposed convolutions of at most this many input positions (GE's
+# 4x4, 8x8 and 16x16 inputs: 3.05x, 1.31x, 1.16x; 32x32: 0.70x), 3D
+# transposed convolutions with one output channel (GM's last: 1.21x; GM's
+# others: 0.47-0.83x), 3D convolutions of one input channel (DM's first:
+# 1.63x; space to depth with more channels: 0.59-1.01x).
+MATMUL_MAX_POSITIONS_2D = 256
 
 
 def _same_pad_before(size_in: int, size_out: int, kernel: int) -> int:
@@ -134,8 +137,10 @@ def conv_transpose_matmul(x, kernel):
     sides = [int(s) for s in x.shape[1:-1]]
     ks = [int(k) for k in kernel.shape[:rank]]
     cout, cin = int(kernel.shape[-2]), int(kernel.shape[-1])
-    w = tf.transpose(kernel, [rank + 1, *range(rank), rank])  # [Cin, *k, Cout]
-    z = tf.matmul(tf.reshape(x, [-1, cin]), tf.reshape(w, [cin, math.prod(ks) * cout]))
+    # [*k, Cout, Cin] is already [(k..., Cout), Cin]: no copy of the kernel (GE's
+    # first one is 210 MB), neither here nor for its gradient.
+    w = tf.reshape(kernel, [math.prod(ks) * cout, cin])
+    z = tf.matmul(tf.reshape(x, [-1, cin]), w, transpose_b=True)
     z = tf.reshape(z, [-1, *sides, *ks, cout])
     # Fold one axis at a time; the axis folded is 1 + d and its taps are
     # always at 1 + rank (the taps of earlier axes are gone by then).
@@ -195,7 +200,11 @@ class _MatmulTranspose:
         return (
             _plain_stride2(self, self.rank)
             and self.output_padding is None
-            and (math.prod(spatial) <= MATMUL_MAX_POSITIONS or self.filters == 1)
+            and (
+                self.filters == 1
+                if self.rank == 3
+                else math.prod(spatial) <= MATMUL_MAX_POSITIONS_2D
+            )
         )
 
     def call(self, inputs):
