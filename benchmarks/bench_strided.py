@@ -127,7 +127,7 @@ def main(argv):
         f"stride-2 layers, forward + input and kernel gradients, {res}^3, batch {batch}", rows
     )
     wrong = [r["layer"] for r in rows if (r["chosen"] == "yes") != (r["speedup"] > 1)]
-    print(f"layers where the rule and the measurement disagree: {wrong or 'none'}")
+    print(f"\nlayers where the rule and the measurement disagree: {wrong or 'none'}")
     common.final_line(
         "chosen_speedup", chosen_stock / chosen_rewrite if chosen_rewrite else float("nan")
     )

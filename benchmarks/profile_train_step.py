@@ -216,7 +216,7 @@ def op_kinds(step) -> None:
         ],
     )
     inside = sum(totals.get(k, 0.0) for k in ("convolution", "matmul"))
-    print(f"ratio op_share_outside_conv_and_matmul={1 - inside / everything:.4f}")
+    print(f"\nratio op_share_outside_conv_and_matmul={1 - inside / everything:.4f}")
 
 
 if __name__ == "__main__":

@@ -120,8 +120,9 @@ def test_strided_benchmark_times_every_stride2_layer_and_marks_the_chosen_ones()
     speedup = last_value(lines, "chosen_speedup")
     rows = table(lines, "stride-2 layers")
     names = {r["layer"] for r in rows}
-    # Every conv layer of the four networks at 32^3: GE 4 + image, DE 4, GM 3, DM 3.
-    assert len(rows) == 18, names
+    # Every conv layer of the four networks at 32^3 with 32x32 images: GE 2 +
+    # image, DE 4, GM 3, DM 3.
+    assert len(rows) == 13, names
     chosen = {r["layer"] for r in rows if r["chosen"] == "yes"}
     assert {"enhancer_generator/deconv2", "voxel_generator/to_voxels"} <= chosen, chosen
     assert "voxel_discriminator/conv16_128" in chosen, chosen
