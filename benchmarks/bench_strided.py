@@ -9,9 +9,9 @@ real input shape: forward and backward (input and kernel gradients) with
 Keras's own op, and with the exact rewrite of `enhancer_gan.models.strided`
 (matmul + overlap-add for a transposed convolution, space to depth for a 3D
 convolution), timed interleaved in one process. `chosen` says whether the
-layer class takes the rewrite at this shape (the rule in strided.py: a 2D
-transposed convolution of at most 256 input positions, a 3D transposed
-convolution with one output channel, a 3D convolution of one input channel). A rule is right where `chosen`
+layer class takes the rewrite at this shape (the rule in strided.py: a
+transposed convolution of at most 256 (2D) or 64 (3D) input positions or
+with one output channel, a 3D convolution of one input channel). A rule is right where `chosen`
 layers have speedup > 1 and the others do not.
 
 Last line: `chosen_speedup=<stock time / rewrite time, summed over the chosen layers>`.

@@ -29,6 +29,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+# Before any benchmark imports TensorFlow (or Keras, which imports it): the
+# package sets TensorFlow's defaults, oneDNN on among them. Without this a
+# benchmark that imports keras first ran TensorFlow without oneDNN on AMD
+# CPUs, 1.5x slower than training does (benchmarks/RESULTS.md).
+import enhancer_gan  # noqa: E402, F401
 
 # -- timing ------------------------------------------------------------------
 

@@ -61,3 +61,29 @@ def test_quick_run_ratios_and_parameter_counts():
     last = re.fullmatch(r"tf_vs_torch=(\S+)", lines[-1])
     assert last, lines[-5:]
     assert math.isfinite(float(last.group(1))) and float(last.group(1)) > 0
+
+
+def test_layer_by_layer_comparison_pairs_every_convolution():
+    """bench_layers_vs_pytorch --quick: one row per convolution of the four networks, both timed."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_layers_vs_pytorch.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    last = re.fullmatch(r"layers_torch_over_ours=(\S+)", lines[-1])
+    assert last and float(last.group(1)) > 0, lines[-3:]
+    rows = [x.split() for x in lines if re.match(r"(enhancer|voxel)_\w+/\w+ ", x)]
+    # GE 2 + image, DE 4, GM 3, DM 3 at 32^3 with 32x32 images.
+    assert len(rows) == 13, rows
+    names = {r[0] for r in rows}
+    assert {"enhancer_generator/deconv2", "voxel_discriminator/conv16_128"} <= names
+    for r in rows:
+        ours, theirs, ratio = (float(v) for v in r[-3:])
+        assert ours > 0 and theirs > 0
+        assert ratio == pytest.approx(theirs / ours, rel=0.02, abs=1e-3)
+    total = next(x.split() for x in lines if x.startswith("all "))
+    assert float(total[-1]) == pytest.approx(float(last.group(1)), rel=1e-3)

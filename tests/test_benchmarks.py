@@ -158,3 +158,26 @@ def test_data_benchmark_reports_pairs_per_second():
     """bench_data: the input pipeline benchmark runs end to end at toy size."""
     lines = run_quick("bench_data.py")
     assert last_value(lines, "pairs_per_s") > 1
+
+
+def test_benchmarks_run_tensorflow_with_the_projects_defaults():
+    """Importing benchmarks/common (every script does, first) switches oneDNN on before TF loads."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    code = (
+        "import sys; sys.path.insert(0, 'benchmarks'); import common, keras, os; "
+        "print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "1"
+    for script in (ROOT / "benchmarks").glob("bench_*.py"):
+        text = script.read_text()
+        first_tf = min(
+            (text.find(s) for s in ("import keras", "import tensorflow") if s in text),
+            default=len(text),
+        )
+        assert text.find("import common") < first_tf, f"{script.name} imports TF before common"

@@ -105,9 +105,11 @@ def test_networks_choose_the_rewrites_and_match_stock_layers(monkeypatch, tmp_pa
         and layer.uses_rewrite(layer.get_build_config()["input_shape"])
     }
     # The rule, spelled out: GE's transposed convolutions of <= 256 input
-    # positions, GM's one-channel last layer, DM's one-channel first layer.
+    # positions, GM's 4^3-input first and one-channel last layers, DM's
+    # one-channel first layer.
     expected = {
         f"voxel_discriminator/{fast.voxel_discriminator.layer_names[0]}",
+        "voxel_generator/deconv1",
         "voxel_generator/to_voxels",
     }
     for layer in fast.enhancer_generator.layers:

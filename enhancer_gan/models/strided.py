@@ -1,10 +1,10 @@
 """Stride-2 convolutions rewritten for the shapes oneDNN runs slowly on CPU.
 
 The step's profile (benchmarks/RESULTS.md) names three kinds of layer that
-run far below the rest on CPU: GE's transposed convolutions on small inputs
-(4x4x2048 -> 8x8x1024, kernel 5, was the most expensive op of the whole
-step), GM's last transposed convolution (one output channel) and DM's
-first convolution (one input channel).
+run far below the rest on CPU: transposed convolutions of small inputs
+(GE's 4x4x2048 -> 8x8x1024, kernel 5, was the most expensive op of the
+whole step; GM's 4^3 input), GM's last transposed convolution (one output
+channel) and DM's first convolution (one input channel).
 Each is a stride-2 'same' convolution with an exact twin over the same
 kernel variable:
 
@@ -41,13 +41,13 @@ import keras
 from keras import layers
 
 STRIDE = 2
-# Where the rewrites pay (benchmarks/bench_strided.py, 64^3, batch 4):
-# 2D transposed convolutions of at most this many input positions (GE's
-# 4x4, 8x8 and 16x16 inputs: 3.05x, 1.31x, 1.16x; 32x32: 0.70x), 3D
-# transposed convolutions with one output channel (GM's last: 1.21x; GM's
-# others: 0.47-0.83x), 3D convolutions of one input channel (DM's first:
-# 1.63x; space to depth with more channels: 0.59-1.01x).
-MATMUL_MAX_POSITIONS_2D = 256
+# Where the rewrites pay (benchmarks/bench_strided.py, 64^3, batch 4, oneDNN
+# on): transposed convolutions of at most this many input positions (GE's
+# 4x4, 8x8 and 16x16 inputs: 2.97x, 1.44x, 1.20x, its 32x32 one 0.98x; GM's
+# 4^3 input 1.79x, its 8^3 one 0.69x) or with one output channel (GM's last:
+# 1.38x), and 3D convolutions of one input channel (DM's first: 2.11x;
+# space to depth with more input channels: 0.32-0.97x).
+MATMUL_MAX_POSITIONS = {2: 256, 3: 64}
 
 
 def _same_pad_before(size_in: int, size_out: int, kernel: int) -> int:
@@ -200,11 +200,7 @@ class _MatmulTranspose:
         return (
             _plain_stride2(self, self.rank)
             and self.output_padding is None
-            and (
-                self.filters == 1
-                if self.rank == 3
-                else math.prod(spatial) <= MATMUL_MAX_POSITIONS_2D
-            )
+            and (self.filters == 1 or math.prod(spatial) <= MATMUL_MAX_POSITIONS[self.rank])
         )
 
     def call(self, inputs):
