@@ -42,11 +42,13 @@ from keras import layers
 
 STRIDE = 2
 # Where the rewrites pay (benchmarks/bench_strided.py, 64^3, batch 4, oneDNN
-# on): transposed convolutions of at most this many input positions (GE's
-# 4x4, 8x8 and 16x16 inputs: 2.97x, 1.44x, 1.20x, its 32x32 one 0.98x; GM's
-# 4^3 input 1.79x, its 8^3 one 0.69x) or with one output channel (GM's last:
-# 1.38x), and 3D convolutions of one input channel (DM's first: 2.11x;
-# space to depth with more input channels: 0.32-0.97x).
+# on; forward + both gradients): transposed convolutions of at most this many
+# input positions (GE's 4x4, 8x8 and 16x16 inputs: 2.81x, 1.33x, 1.15x, its
+# 32x32 one 0.92x; GM's 4^3 input 1.63x, its 8^3 one 0.56x) or with one
+# output channel (GM's last: 1.23x), and 3D convolutions of one input
+# channel (DM's first: 1.93x; space to depth of DM's other layers 0.26-0.72x).
+# GE's 64x64 -> 128x128 image layer (1.07x) and DE's 3-channel first layer
+# (1.11x) take 2% of the layers' time and stay on the stock op.
 MATMUL_MAX_POSITIONS = {2: 256, 3: 64}
 
 

@@ -3,9 +3,9 @@
 Keras 3's Adam updates each variable with a dozen element-wise passes over
 it (g - m, times (1 - beta1), assign_add, g^2, ..., sqrt, divide,
 assign_sub). GE and GM together hold 84M parameters at full width and are
-updated twice a step, so those passes were 8% of the step's CPU time in the
-profile (benchmarks/RESULTS.md). `ResourceApplyAdam` does the same update
-in one pass:
+updated twice a step, so those passes stood out in the step's op profile
+(benchmarks/RESULTS.md). `ResourceApplyAdam` does the same update in one
+pass:
 
   alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
   m += (g - m) (1 - beta1);  v += (g^2 - v) (1 - beta2)
