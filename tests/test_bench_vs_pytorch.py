@@ -84,6 +84,7 @@ def test_layer_by_layer_comparison_pairs_every_convolution():
     for r in rows:
         ours, theirs, ratio = (float(v) for v in r[-3:])
         assert ours > 0 and theirs > 0
-        assert ratio == pytest.approx(theirs / ours, rel=0.02, abs=1e-3)
+        assert ratio == pytest.approx(theirs / ours, rel=0.02, abs=6e-3)
     total = next(x.split() for x in lines if x.startswith("all "))
-    assert float(total[-1]) == pytest.approx(float(last.group(1)), rel=1e-3)
+    # The table prints 3 significant digits.
+    assert float(total[-1]) == pytest.approx(float(last.group(1)), rel=6e-3)
