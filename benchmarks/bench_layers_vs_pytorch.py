@@ -19,9 +19,7 @@ Last line: `layers_torch_over_ours=<sum of PyTorch's times / sum of ours>` (> 1:
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -122,13 +120,7 @@ def main(argv):
         fns = {"ours": lambda f=ours_fn: f().numpy(), "torch": torch_fn}
         for fn in fns.values():
             fn()  # warm-up: tracing, oneDNN primitives
-        times = {k: [] for k in fns}
-        for _ in range(repeats):
-            for k, fn in fns.items():
-                start = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - start)
-        sec = {k: statistics.median(v) for k, v in times.items()}
+        sec = common.interleaved(fns, repeats)
         for k in total:
             total[k] += sec[k]
         rewritten = hasattr(layer, "uses_rewrite") and layer.uses_rewrite(shape)

@@ -20,9 +20,7 @@ Last line: `chosen_speedup=<stock time / rewrite time, summed over the chosen la
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -98,14 +96,8 @@ def main(argv):
                     return tape.gradient(loss, [x, kernel])
 
                 fwd_bwd()  # warm-up: tracing
-                fns[name] = fwd_bwd
-            times = {name: [] for name in fns}
-            for _ in range(repeats):
-                for name, fn in fns.items():
-                    start = time.perf_counter()
-                    fn()[0].numpy()
-                    times[name].append(time.perf_counter() - start)
-            sec = {k: statistics.median(v) for k, v in times.items()}
+                fns[name] = lambda f=fwd_bwd: f()[0].numpy()  # blocks
+            sec = common.interleaved(fns, repeats)
             chosen = hasattr(layer, "uses_rewrite") and layer.uses_rewrite(shape)
             if chosen:
                 chosen_stock += sec["stock"]

@@ -34,7 +34,6 @@ import math
 import os
 import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -77,16 +76,6 @@ def legacy_batch_norm():
     finally:
         for m, f in saved:
             m.batch_norm = f
-
-
-def interleaved(fns: dict, repeats: int) -> dict:
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def n_params(model) -> int:
@@ -144,7 +133,7 @@ def main(argv):
     fns["plain keras"] = lambda: float(plain(data)["d_loss"])
     for fn in fns.values():  # warm-up: tracing
         fn()
-    steps = interleaved(fns, repeats)
+    steps = common.interleaved(fns, repeats)
 
     # Features: the same random grids through the project's extractor and plain Keras.
     rng = np.random.default_rng(0)
@@ -159,7 +148,7 @@ def main(argv):
     }
     for fn in feature_fns.values():
         fn()
-    features = interleaved(feature_fns, repeats)
+    features = common.interleaved(feature_fns, repeats)
 
     flops = train_step_flops(model_config, project_nets, n_g)["train_step_flops"] * batch
     layers_rate = float("nan")
@@ -167,7 +156,7 @@ def main(argv):
         rows = common.layer_rows(project_nets, batch, layer_repeats, 1.0)
         layers_rate = sum(r["_flops"] for r in rows) / sum(r["_seconds"] for r in rows)
         # The steps again right after the layers, so load drifts show.
-        after = interleaved(fns, 1)
+        after = common.interleaved(fns, 1)
         steps = {k: statistics.median([steps[k], after[k]]) for k in steps}
 
     table = []

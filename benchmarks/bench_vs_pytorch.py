@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import sys
 import time
 
@@ -93,17 +92,6 @@ def param_counts(resolution, width, image_size):
 
 
 # -- one case -----------------------------------------------------------------
-
-
-def interleaved(fns: dict, repeats: int) -> dict:
-    """Calls each fn in turn, `repeats` rounds; wall times per name."""
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def measure_case(resolution, batch, width, image_size, repeats, memory_format, feature_batches):
@@ -165,7 +153,7 @@ def measure_case(resolution, batch, width, image_size, repeats, memory_format, f
     else:
         best = formats[0]
     step.set_memory_format(best)
-    times = interleaved({"ours": ours, "torch": theirs}, repeats)
+    med = common.interleaved({"ours": ours, "torch": theirs}, repeats)
 
     # Feature extraction: the same random grids through both.
     fb = batch
@@ -192,10 +180,8 @@ def measure_case(resolution, batch, width, image_size, repeats, memory_format, f
     f_ours, f_torch = ours_features(), torch_features()  # warm-up
     if f_ours.shape != f_torch.shape:
         raise AssertionError(f"feature shapes differ: {f_ours.shape} vs {f_torch.shape}")
-    ftimes = interleaved({"ours": ours_features, "torch": torch_features}, repeats)
+    fmed = common.interleaved({"ours": ours_features, "torch": torch_features}, repeats)
 
-    med = {k: statistics.median(v) for k, v in times.items()}
-    fmed = {k: statistics.median(v) for k, v in ftimes.items()}
     finite = all(math.isfinite(x) for v in losses.values() for x in v)
     keras.backend.clear_session()
     return {

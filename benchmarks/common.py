@@ -89,6 +89,22 @@ def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Timin
     return Timing(tuple(wall), tuple(cpu))
 
 
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each fn, calling them in turn for `repeats` rounds.
+
+    Interleaving (a, b, a, b, ...) makes a machine shared with other jobs slow
+    every side alike. Each fn must block until its work is done and be warm
+    (traced) already.
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
 # -- memory ------------------------------------------------------------------
 
 

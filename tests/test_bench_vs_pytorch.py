@@ -20,16 +20,21 @@ pytest.importorskip("torch", reason='PyTorch not installed (pip install -e ".[be
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_quick_run_ratios_and_parameter_counts():
+def _quick(script: str) -> list[str]:
+    """Runs benchmarks/<script> --quick; its stdout lines (it must exit 0)."""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_vs_pytorch.py"), "--quick"],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
+    return proc.stdout.strip().splitlines()
+
+
+def test_quick_run_ratios_and_parameter_counts():
+    lines = _quick("bench_vs_pytorch.py")
 
     params = [re.fullmatch(r"params (\w+) res=(\d+) ours=(\d+) torch=(\d+)", x) for x in lines]
     params = [m for m in params if m]
@@ -65,15 +70,7 @@ def test_quick_run_ratios_and_parameter_counts():
 
 def test_layer_by_layer_comparison_pairs_every_convolution():
     """bench_layers_vs_pytorch --quick: one row per convolution of the four networks, both timed."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_layers_vs_pytorch.py"), "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
+    lines = _quick("bench_layers_vs_pytorch.py")
     last = re.fullmatch(r"layers_torch_over_ours=(\S+)", lines[-1])
     assert last and float(last.group(1)) > 0, lines[-3:]
     rows = [x.split() for x in lines if re.match(r"(enhancer|voxel)_\w+/\w+ ", x)]
