@@ -29,7 +29,7 @@ setup(
     install_requires=REQUIREMENTS,
     extras_require={
         "test": ["pytest>=7.4", "pytest-xdist>=3.5", "hypothesis>=6.90", "ruff>=0.17,<0.18"],
-        # benchmarks/bench_vs_pytorch.py only; never needed to train or test.
+        # benchmarks/bench_vs_plain.py --torch and bench_strided.py --torch only; never needed to train or test.
         # 2.13.0 is a CPU build on the project's machines (plain `torch` from
         # PyPI is a CUDA build of several GB).
         "bench": ["torch==2.13.0"],

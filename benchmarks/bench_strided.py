@@ -1,20 +1,18 @@
-"""Benchmark: every stride-2 layer of the four networks, Keras's op against its rewrite.
+"""Benchmark: every convolution of the four networks alone: Keras's op, its rewrite, PyTorch's.
 
-  python benchmarks/bench_strided.py                      # 64^3, batch 8, full width
-  python benchmarks/bench_strided.py --resolution=32 --batch=4
-  python benchmarks/bench_strided.py --quick              # tiny, seconds (smoke test)
+  python benchmarks/bench_strided.py --resolution=64 --batch_size=4   # stock against rewrite
+  python benchmarks/bench_strided.py --torch      # and PyTorch's layer (pip install -e ".[bench]")
+  python benchmarks/bench_strided.py --quick      # tiny, seconds (smoke test)
 
-For each convolution and transposed convolution of GE, DE, GM and DM, on its
-real input shape: forward and backward (input and kernel gradients) with
-Keras's own op, and with the exact rewrite of `enhancer_gan.models.strided`
-(matmul + overlap-add for a transposed convolution, space to depth for a 3D
-convolution), timed interleaved in one process. `chosen` says whether the
-layer class takes the rewrite at this shape (the rule in strided.py: a
-transposed convolution of at most 256 (2D) or 64 (3D) input positions or
-with one output channel, a 3D convolution of one input channel). A rule is right where `chosen`
-layers have speedup > 1 and the others do not.
+Each (stride-2) convolution and transposed convolution of GE, DE, GM and DM on its real
+input shape, forward + input and kernel gradients, timed interleaved: Keras's op, the
+exact rewrite of `enhancer_gan.models.strided` (matmul + overlap-add, or space to depth),
+and with `--torch` the same layer of benchmarks/torch_mirror.py (channels_last(_3d)).
+`chosen`: the layer takes the rewrite at this shape (right where speedup > 1); "ours" is
+the side the layer runs.
 
-Last line: `chosen_speedup=<stock time / rewrite time, summed over the chosen layers>`.
+Last line: `chosen_speedup=<stock time / rewrite time over the chosen layers>`, or with
+--torch `layers_torch_over_ours=<PyTorch's time / ours over all layers>` (> 1: ours faster).
 """
 
 from __future__ import annotations
@@ -29,12 +27,51 @@ import common  # noqa: E402  (puts the repository on sys.path)
 from absl import app, flags  # noqa: E402
 
 flags.DEFINE_integer("resolution", 64, "Voxel resolution (32 or 64).")
-flags.DEFINE_integer("batch", 8, "Batch size of every layer.")
+flags.DEFINE_integer("batch_size", 4, "Batch size of every layer.")
 flags.DEFINE_float("width", 1.0, "ModelConfig.width_multiplier (1 = the paper).")
 flags.DEFINE_integer("image_size", 128, "GE/DE image side.")
 flags.DEFINE_integer("repeats", 3, "Timed calls per side (interleaved), after one warm-up.")
+flags.DEFINE_bool("torch", False, "Also time each layer in PyTorch.")
 flags.DEFINE_bool("quick", False, "Tiny sizes: checks the script end to end in seconds.")
 FLAGS = flags.FLAGS
+
+
+def conv_layers(nets, torch_nets):
+    """(network, Keras conv layer, torch conv module or None), paired in build order."""
+    import keras
+
+    from enhancer_gan.models.flops import _sublayers
+
+    L = keras.layers
+    convs = (L.Conv2D, L.Conv3D, L.Conv2DTranspose, L.Conv3DTranspose)
+    for net in (*nets.generators, *nets.discriminators):
+        ours = [x for x in _sublayers(net) if isinstance(x, convs)]
+        theirs = [None] * len(ours)
+        if torch_nets is not None:  # modules with a 4-D or 5-D weight: the convolutions
+            modules = torch_nets[net.name].modules()
+            theirs = [
+                m for m in modules if getattr(m, "weight", None) is not None and m.weight.dim() > 2
+            ]
+        for a, b in zip(ours, theirs, strict=True):
+            k = tuple(a.kernel.shape)  # torch's weight: the last two axes first, swapped
+            if b is not None and tuple(b.weight.shape) != (k[-1], k[-2], *k[:-2]):
+                raise AssertionError(f"{net.name}/{a.name} {k} paired with torch {b}")
+            yield net.name, a, b
+
+
+def torch_fn(module, x):
+    """Forward + input and kernel gradients of a torch layer on x (NHWC numpy), channels_last."""
+    import torch
+
+    layout = torch.channels_last_3d if x.ndim == 5 else torch.channels_last
+    module.to(memory_format=layout)
+    tx = torch.from_numpy(x).movedim(-1, 1).contiguous(memory_format=layout).requires_grad_(True)
+
+    def fn():
+        y = module(tx)
+        return torch.autograd.grad((y * y).sum(), [tx, module.weight])[0]
+
+    return fn
 
 
 def main(argv):
@@ -44,85 +81,85 @@ def main(argv):
     from keras import ops
 
     from enhancer_gan.config import ModelConfig
-    from enhancer_gan.models import build_networks, generate_voxels, strided
-    from enhancer_gan.models.flops import _sublayers
+    from enhancer_gan.models import build_networks, strided
 
     if FLAGS.quick:
         res, batch, width, image, repeats = 32, 2, 1 / 16, 32, 1
     else:
-        res, batch, width = FLAGS.resolution, FLAGS.batch, FLAGS.width
+        res, batch, width = FLAGS.resolution, FLAGS.batch_size, FLAGS.width
         image, repeats = FLAGS.image_size, FLAGS.repeats
     common.print_machine()
-    print(f"tensorflow {tf.__version__}; {res}^3, batch {batch}, width {width:g}, image {image}")
-
     config = ModelConfig(resolution=res, width_multiplier=width, image_size=image)
     keras.utils.set_random_seed(0)
     nets = build_networks(config)
-    z = tf.zeros([1, config.latent_dim])
-    _, outputs = generate_voxels(nets, z, training=False)
-    nets.voxel_discriminator(tf.zeros([1, res, res, res, 1]))
-    nets.enhancer_discriminator(outputs["image"])
+    torch_nets = None
+    if FLAGS.torch:
+        import plain_keras
+        import torch
+        from torch_mirror import torch_module
 
-    def stock_transpose(x, w):
-        return ops.conv_transpose(x, w, strides=2, padding="same")
-
-    def stock_conv(x, w):
-        return ops.conv(x, w, strides=2, padding="same")
+        torch.set_num_threads(os.cpu_count() or 1)
+        torch_nets = {n: torch_module(m) for n, m in plain_keras.plain_networks(config).items()}
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, channels_last")
+    print(f"{res}^3, batch {batch}, width {width:g}, image {image}", flush=True)
 
     rows = []
-    chosen_stock = chosen_rewrite = 0.0
-    for net in (*nets.generators, *nets.discriminators):
-        for layer in _sublayers(net):
-            transposed = isinstance(
-                layer, keras.layers.Conv2DTranspose | keras.layers.Conv3DTranspose
-            )
-            if not (transposed or isinstance(layer, keras.layers.Conv2D | keras.layers.Conv3D)):
-                continue
-            shape = [batch, *layer.get_build_config()["input_shape"][1:]]
-            x = tf.Variable(tf.random.stateless_uniform(shape, [1, 2], -1.0, 1.0))
-            kernel = tf.Variable(layer.kernel)
-            if transposed:
-                sides = {"stock": stock_transpose, "rewrite": strided.conv_transpose_matmul}
-            else:
-                sides = {"stock": stock_conv, "rewrite": strided.conv_space_to_depth}
-            fns = {}
-            for name, op in sides.items():
+    for name, layer, module in conv_layers(nets, torch_nets):
+        transposed = isinstance(layer, keras.layers.Conv2DTranspose | keras.layers.Conv3DTranspose)
+        shape = [batch, *layer.get_build_config()["input_shape"][1:]]
+        x = tf.Variable(tf.random.stateless_uniform(shape, [1, 2], -1.0, 1.0))
+        kernel = tf.Variable(layer.kernel)
+        sides = {
+            "stock": lambda x, w, t=transposed: (ops.conv_transpose if t else ops.conv)(
+                x, w, strides=2, padding="same"
+            ),
+            "rewrite": strided.conv_transpose_matmul if transposed else strided.conv_space_to_depth,
+        }
+        fns = {}
+        for side, op in sides.items():
 
-                @tf.function(jit_compile=False)
-                def fwd_bwd(op=op, x=x, kernel=kernel):
-                    with tf.GradientTape() as tape:
-                        y = op(x, kernel)
-                        loss = tf.reduce_sum(y * y)
-                    return tape.gradient(loss, [x, kernel])
+            @tf.function(jit_compile=False)
+            def fwd_bwd(op=op, x=x, kernel=kernel):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_sum(op(x, kernel) ** 2)
+                return tape.gradient(loss, [x, kernel])
 
-                fwd_bwd()  # warm-up: tracing
-                fns[name] = lambda f=fwd_bwd: f()[0].numpy()  # blocks
-            sec = common.interleaved(fns, repeats)
-            chosen = hasattr(layer, "uses_rewrite") and layer.uses_rewrite(shape)
-            if chosen:
-                chosen_stock += sec["stock"]
-                chosen_rewrite += sec["rewrite"]
-            rows.append(
-                {
-                    "layer": f"{net.name}/{layer.name}",
-                    "input": "x".join(str(d) for d in shape[1:]),
-                    "filters": layer.filters,
-                    "rewrite": "matmul" if transposed else "space-to-depth",
-                    "stock s": sec["stock"],
-                    "rewrite s": sec["rewrite"],
-                    "speedup": sec["stock"] / sec["rewrite"],
-                    "chosen": "yes" if chosen else "no",
-                }
-            )
-            print(rows[-1], flush=True)
-    common.print_table(
-        f"stride-2 layers, forward + input and kernel gradients, {res}^3, batch {batch}", rows
-    )
+            fns[side] = lambda f=fwd_bwd: f()[0].numpy()  # blocks
+        if module is not None:
+            fns["torch"] = torch_fn(module, x.numpy())
+        for fn in fns.values():
+            fn()  # warm-up: tracing, oneDNN primitives
+        sec = common.interleaved(fns, repeats)
+        chosen = hasattr(layer, "uses_rewrite") and layer.uses_rewrite(shape)
+        row = {
+            "layer": f"{name}/{layer.name}",
+            "input": "x".join(str(d) for d in shape[1:]),
+            "filters": layer.filters,
+            "rewrite": "matmul" if transposed else "space-to-depth",
+            "stock s": sec["stock"],
+            "rewrite s": sec["rewrite"],
+            "speedup": sec["stock"] / sec["rewrite"],
+            "chosen": "yes" if chosen else "no",
+            "_ours": sec["rewrite" if chosen else "stock"],
+        }
+        if module is not None:
+            row.update({"torch s": sec["torch"], "torch/ours": sec["torch"] / row["_ours"]})
+        rows.append(row)
+    common.print_table(f"stride-2 layers, forward + both gradients, {res}^3, batch {batch}", rows)
     wrong = [r["layer"] for r in rows if (r["chosen"] == "yes") != (r["speedup"] > 1)]
-    print(f"\nlayers where the rule and the measurement disagree: {wrong or 'none'}")
-    common.final_line(
-        "chosen_speedup", chosen_stock / chosen_rewrite if chosen_rewrite else float("nan")
+    print(f"layers where the rule and the measurement disagree: {wrong or 'none'}")
+    chosen = [r for r in rows if r["chosen"] == "yes"]
+    stock, rewrite = sum(r["stock s"] for r in chosen), sum(r["rewrite s"] for r in chosen)
+    speedup = stock / rewrite if rewrite else float("nan")
+    if not FLAGS.torch:
+        common.final_line("chosen_speedup", speedup)
+        return 0
+    ours, theirs = sum(r["_ours"] for r in rows), sum(r["torch s"] for r in rows)
+    print(
+        f"all layers: ours {ours:.4g} s, torch {theirs:.4g} s; ratio chosen_speedup={speedup:.4g}"
     )
+    common.final_line("layers_torch_over_ours", theirs / ours)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,41 +1,26 @@
 """Benchmark: the full training step (GE, DE, GM, DM; one D update, two G updates).
 
-  python benchmarks/bench_train_step.py                      # 64^3 and 32^3, batch 8 and 64
-  python benchmarks/bench_train_step.py --resolutions=64 --batch_sizes=8
-  python benchmarks/bench_train_step.py --quick              # tiny, seconds (smoke test)
+  python benchmarks/bench_train_step.py                 # 32^3 and 64^3, batch 8 and 64, XLA
+  python benchmarks/bench_train_step.py --profile --resolutions=64 --batch_size=4 --noxla_compare
+  python benchmarks/bench_train_step.py --features --batch_size=32   # DM's shape features
+  python benchmarks/bench_train_step.py --quick [--profile | --features]   # tiny (smoke test)
 
-For each (resolution, batch size) it builds a `GanTrainer`, runs one warm-up
-step (tracing), then times `--steps` steps on one fixed in-memory batch (the
-input pipeline is benchmarked apart, in bench_data.py). It reports seconds
-per step, samples per second, the achieved GFLOP/s and its ratio to a large
-Conv3D and a large matmul measured in the same process just before and just
-after the steps (so a machine shared with other jobs slows both sides).
+Per config, cheapest first: a trainer on one fixed batch (common.train_step_setup), one
+warm-up step, `--steps` timed steps between two Conv3D peaks. FLOPs: `train_step_flops`
+(backward = 2 x forward). `--xla_compare`: a small step (32^3, batch 4, width 1/8) with
+and without XLA (`--jit_compile=auto`: XLA only with a GPU). `--profile`, on the last
+config: every multiply-add layer ALONE (forward + input and weight gradients, its real
+input shape), step vs layers alone = step's rate / the layers' (1: nothing lost around
+them), and one step under TensorFlow's profiler, self-time by op kind (all threads).
+`--features`: the project's FeatureExtractor on a fresh DM instead (FLOPs: DM's convs).
 
-Two FLOP counts are shown:
-  - `model`: `enhancer_gan.models.flops.train_step_flops`, the issue's
-    analytic count (backward = 2 x forward for every network in every update);
-  - `needed`: what the step must compute at least: no weight gradients of the
-    discriminators in a generator update and no gradient into the step's
-    inputs (z, real grids and images). TensorFlow prunes that work, so the
-    `model` rate overstates the hardware's rate by the difference (~9%).
-The headline ratio uses `model`, as the issue asks.
-
-XLA: `--jit_compile=auto` (default) turns XLA on only when a GPU is visible.
-`--xla_compare` times the same step with and without XLA on a small config,
-and single Conv3D / Conv3DTranspose layers both ways, so the choice per
-device rests on a measurement (on CPU XLA's Conv3DTranspose is far slower).
-
-Peak memory: the resident set sampled while each config runs (and the
-process's ru_maxrss); configs run from cheapest to costliest, so the last
-(64^3, batch 64 by default) sets the process peak.
-
-Last line: `train_step_vs_conv_peak=<ratio>` of the costliest config measured.
+Last line: `train_step_vs_conv_peak=<ratio>` of the last config; with --profile
+`step_vs_layers_alone=<ratio>`; with --features `features_vs_conv_peak=<ratio>`.
 """
 
 from __future__ import annotations
 
 import gc
-import math
 import os
 import sys
 
@@ -46,263 +31,253 @@ import common  # noqa: E402  (puts the repository on sys.path)
 from absl import app, flags  # noqa: E402
 
 flags.DEFINE_list("resolutions", ["32", "64"], "Voxel resolutions to measure (32, 64).")
-flags.DEFINE_list("batch_sizes", ["8", "64"], "Batch sizes to measure.")
-flags.DEFINE_integer("steps", 2, "Timed steps per config (after the warm-up steps).")
-flags.DEFINE_integer("warmup", 1, "Untimed steps first (the first one traces).")
+flags.DEFINE_list("batch_size", ["8", "64"], "Batch sizes to measure.")
+flags.DEFINE_integer("steps", 2, "Timed steps (or feature calls) per config, after a warm-up.")
 flags.DEFINE_float("width", 1.0, "ModelConfig.width_multiplier (1 = the paper).")
 flags.DEFINE_integer("image_size", 128, "GE/DE image side.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA for the step.")
-flags.DEFINE_bool("xla_compare", True, "Also time a small step and single layers with XLA.")
-flags.DEFINE_float("xla_width", 0.125, "Width of the XLA comparison step.")
-flags.DEFINE_integer("xla_resolution", 32, "Resolution of the XLA comparison step.")
-flags.DEFINE_integer("xla_batch_size", 4, "Batch of the XLA comparison step.")
-flags.DEFINE_integer("peak_repeats", 3, "Timed calls of each peak kernel per measurement.")
+flags.DEFINE_bool("xla_compare", True, "Also time a small step with XLA.")
+flags.DEFINE_bool("profile", False, "Profile the last config: layers alone, ops by kind.")
+flags.DEFINE_bool("features", False, "Time DM's feature extraction instead of the step.")
+flags.DEFINE_integer("repeats", 3, "Timed calls of each peak kernel and profiled layer.")
 flags.DEFINE_bool("quick", False, "Tiny sizes: checks the script end to end in seconds.")
 FLAGS = flags.FLAGS
 
-
-def gpu_visible() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
-def resolve_jit(setting: str) -> bool:
-    """'auto' -> XLA on GPU only (on CPU it runs 3D transposed convs far slower)."""
-    if setting == "auto":
-        return gpu_visible()
-    return setting == "true"
-
-
-def needed_step_macs(networks, generator_steps: int) -> int:
-    """Per-sample MACs a train step must compute, with nothing unneeded counted.
-
-    Forward: every layer once per use. Backward: weight gradients only of
-    the networks being updated; input gradients for every layer except a
-    network's first when nothing upstream needs them (D's first layer in the
-    D update, GE's/projector's first in every update, z being data).
-    """
-    from enhancer_gan.models.flops import _sublayers, forward_macs, layer_macs
-
-    def first_layer_macs(model) -> int:
-        for layer in _sublayers(model):
-            macs = layer_macs(layer)
-            if macs:
-                return macs
-        return 0
-
-    f_g = sum(forward_macs(m) for m in networks.generators)
-    f_d = sum(forward_macs(m) for m in networks.discriminators)
-    first_g = first_layer_macs(networks.generators[0])
-    first_d = sum(first_layer_macs(m) for m in networks.discriminators)
-    # D update: generate fakes (forward only); D on real and fake: forward,
-    # weight grads, input grads below the first layer.
-    d_update = f_g + 2 * (3 * f_d - first_d)
-    # G update: G forward + weight grads + input grads (not into z);
-    # D forward + input grads only (its weights are not updated).
-    g_update = 3 * f_g - first_g + 2 * f_d
-    return d_update + generator_steps * g_update
+# Op types by kind (after dropping the _Mkl/_MklNative/Resource prefixes); the rest is "other".
+OP_KINDS = {
+    "convolution": ("Conv2D", "Conv3D", "DepthwiseConv"),
+    "matmul": ("MatMul", "BatchMatMul"),
+    "batch norm": ("FusedBatchNorm", "BatchNorm", "Moments", "SquaredDifference", "Rsqrt"),
+    "activation": ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu"),
+    "Adam update": ("ApplyAdam", "AssignAddVariableOp", "AssignSubVariableOp", "Sqrt", "RealDiv"),
+    "reshuffle (pad, slice, transpose, concat)": (
+        *("Pad", "Slice", "StridedSlice", "Transpose", "ConcatV2", "Pack", "Unpack", "Reshape"),
+    ),
+    "gradient sums (AddN)": ("AddN",),
+    "idle": ("IDLE",),
+}
 
 
-def peaks_now(small: bool, repeats: int):
-    """(conv3d Peak, matmul Peak) measured now; `small` for smoke tests."""
-    if small:
-        return (
-            common.conv3d_peak(batch=2, side=8, channels=32, repeats=repeats),
-            common.matmul_peak(n=256, repeats=repeats),
-        )
-    return common.conv3d_peak(repeats=repeats), common.matmul_peak(repeats=repeats)
-
-
-def measure_step(
-    resolution, batch_size, width, image_size, jit, steps, warmup, small_peaks, repeats
-):
-    """Builds a trainer and times its step; returns a dict of figures."""
+def measure_step(res, batch, width, image, jit, steps, small, repeats, profile=False) -> dict:
+    """Times one config's step between two peak measurements; a row of figures."""
     import keras
 
-    from enhancer_gan.config import ModelConfig, TrainConfig
-    from enhancer_gan.models.flops import train_step_flops
-    from enhancer_gan.training.trainer import GanTrainer
-
-    keras.utils.set_random_seed(0)
-    model_config = ModelConfig(resolution=resolution, width_multiplier=width, image_size=image_size)
-    train_config = TrainConfig(batch_size=batch_size, jit_compile=jit)
-    n_g = train_config.generator_steps_per_discriminator_step
-    with common.RssSampler() as memory:
-        trainer = GanTrainer(model_config, train_config)
-        batch = common.synthetic_batch(
-            batch_size, resolution, image_size, model_config.latent_dim, 1 + n_g
-        )
-        flops = train_step_flops(model_config, trainer.networks, n_g)["train_step_flops"]
-        needed = 2 * needed_step_macs(trainer.networks, n_g)
-
-        losses = []
-
-        def step():
-            out = trainer.train_step(batch)
-            losses.append(float(out["loss/voxel_discriminator"]))  # blocks until done
-
-        for _ in range(warmup):
-            step()
-        conv_before, mm_before = peaks_now(small_peaks, repeats)
-        timing = common.time_calls(step, repeats=steps, warmup=0)
-        conv_after, mm_after = peaks_now(small_peaks, repeats)
-    conv_gflops = (conv_before.gflops + conv_after.gflops) / 2
-    conv_cpu = (conv_before.gflops_per_cpu_second + conv_after.gflops_per_cpu_second) / 2
-    achieved_cpu = flops * batch_size / timing.cpu_median / 1e9
-    mm_gflops = (mm_before.gflops + mm_after.gflops) / 2
-    sec = timing.median
-    achieved = flops * batch_size / sec / 1e9
-    achieved_needed = needed * batch_size / sec / 1e9
-    # The trainer dies with this frame; free its memory before the next config.
-    keras.backend.clear_session()
-    gc.collect()
-    return {
-        "res": resolution,
-        "batch": batch_size,
+    setup = common.train_step_setup(res, batch, width, image, jit)
+    setup.step()  # traces
+    timing, peaks = common.peaks_around(
+        lambda: common.time_calls(setup.step, repeats=steps, warmup=0), small, repeats
+    )
+    rate = setup.flops / timing.median / 1e9
+    row = {
+        "res": res,
+        "batch": batch,
         "width": width,
         "xla": jit,
-        "s/step": sec,
+        "s/step": timing.median,
         "spread": timing.spread,
-        "samples/s": batch_size / sec,
-        "TFLOP/step(model)": flops * batch_size / 1e12,
-        "GFLOP/s(model)": achieved,
-        "GFLOP/s(needed)": achieved_needed,
-        "conv3d GFLOP/s": conv_gflops,
-        "matmul GFLOP/s": mm_gflops,
-        "vs conv": achieved / conv_gflops,
-        "vs conv(needed)": achieved_needed / conv_gflops,
-        "vs matmul": achieved / mm_gflops,
-        "cpu-s/step": timing.cpu_median,
-        "vs conv(cpu-s)": achieved_cpu / conv_cpu,
-        "peak RSS GiB": common.gib(memory.peak_bytes),
-        "RSS rise GiB": common.gib(memory.rise_bytes),
-        "finite": all(math.isfinite(v) for v in losses),
-        "_conv_name": conv_before.name,
-        "_mm_name": mm_before.name,
+        "samples/s": batch / timing.median,
+        "TFLOP/step": setup.flops / 1e12,
+        "GFLOP/s": rate,
+        "conv3d GFLOP/s": peaks["conv"],
+        "vs conv": rate / peaks["conv"],
+        "vs conv(cpu-s)": setup.flops / timing.cpu_median / 1e9 / peaks["conv_per_cpu_second"],
+        "peak RSS GiB": common.max_rss_gib(),
+        "finite": common.finite(setup.losses),
+        "_peak": peaks["conv_name"],
+    }
+    if profile:
+        row["_profile"] = profile_step(setup, rate, small, repeats)
+    keras.backend.clear_session()  # free this config's trainer before the next
+    gc.collect()
+    return row
+
+
+def measure_features(res, batch, width, steps, small, repeats) -> dict:
+    """FeatureExtractor on a fresh DM, 2 batches of random grids per timed call, between peaks."""
+    import keras
+    import numpy as np
+
+    from enhancer_gan.config import ModelConfig
+    from enhancer_gan.evaluation.features import FeatureExtractor
+    from enhancer_gan.models import VoxelDiscriminator
+    from enhancer_gan.models.flops import layer_macs
+
+    keras.utils.set_random_seed(0)
+    dm = VoxelDiscriminator(ModelConfig(resolution=res, width_multiplier=width, use_enhancer=False))
+    dm(keras.KerasTensor((1, res, res, res, 1)))
+    extractor, out = FeatureExtractor(dm, batch_size=batch), []
+    grids = np.random.default_rng(0).random((2 * batch, res, res, res), dtype=np.float32) < 0.1
+    extractor(grids[:batch])  # traces
+    timing, peaks = common.peaks_around(
+        lambda: common.time_calls(lambda: out.append(extractor(grids)), steps, 0), small, repeats
+    )
+    flops = 2 * sum(layer_macs(getattr(dm, name)) for name in dm.layer_names) * len(grids)
+    keras.backend.clear_session()
+    return {
+        "res": res,
+        "width": width,
+        "batch": batch,
+        "features": extractor.size,
+        "s/call": timing.median,
+        "shapes/s": len(grids) / timing.median,
+        "GFLOP/shape": flops / len(grids) / 1e9,
+        "GFLOP/s": flops / timing.median / 1e9,
+        "conv3d GFLOP/s": peaks["conv"],
+        "vs conv": flops / timing.median / 1e9 / peaks["conv"],
+        "vs conv(cpu-s)": flops / timing.cpu_median / 1e9 / peaks["conv_per_cpu_second"],
+        "peak RSS GiB": common.max_rss_gib(),
+        "ok": out[-1].shape == (len(grids), extractor.size) and bool(np.isfinite(out[-1]).all()),
+        "_peak": peaks["conv_name"],
     }
 
 
-def layer_xla_table(quick: bool) -> list[dict]:
-    """Single Conv3D / Conv3DTranspose (forward + both gradients), XLA on and off."""
+def profile_step(setup, step_rate, small, repeats) -> float:
+    """Prints the layers-alone and op-kind tables; returns step vs layers alone."""
+    rows, peaks = common.peaks_around(lambda: layer_rows(setup, repeats), small, repeats)
+    seconds = sum(r["_seconds"] for r in rows)
+    for r in rows:
+        r["vs conv"], r["share of time"] = r["GFLOP/s"] / peaks["conv"], r["_seconds"] / seconds
+    common.print_table("layers alone, forward + input and weight gradients", rows)
+    layers_rate = sum(r["_flops"] for r in rows) / seconds / 1e9
+    summary = {
+        "step GFLOP/s (model count)": step_rate,
+        "layers-alone GFLOP/s": layers_rate,
+        f"peak GFLOP/s ({peaks['conv_name']})": peaks["conv"],
+        "layers alone vs peak": layers_rate / peaks["conv"],
+        "step vs layers alone": step_rate / layers_rate,
+    }
+    common.print_table("the step against its layers", [summary])
+    op_stats(setup.step)
+    return step_rate / layers_rate
+
+
+def layer_rows(setup, repeats: int) -> list[dict]:
+    """Forward + backward time and rate of every MAC-bearing layer, alone, on its input shape."""
     import tensorflow as tf
 
-    b, side, c_in, c_out = (2, 8, 8, 8) if quick else (4, 16, 128, 64)
-    rows = []
-    for kind in ("Conv3D", "Conv3DTranspose"):
-        x = tf.random.normal([b, side, side, side, c_in])
-        if kind == "Conv3D":
-            w = tf.Variable(tf.random.normal([4, 4, 4, c_in, c_out]) * 0.02)
-            out_side = side // 2
+    from enhancer_gan.models.flops import _sublayers, layer_macs
 
-            def f(x, w=w):
-                return tf.nn.conv3d(x, w, [1, 2, 2, 2, 1], "SAME")
+    batch, rows = setup.train_config.batch_size, []
+    for model in (*setup.trainer.networks.generators, *setup.trainer.networks.discriminators):
+        for layer in (x for x in _sublayers(model) if layer_macs(x)):
+            shape = [batch, *layer.get_build_config()["input_shape"][1:]]
+            x = tf.random.stateless_uniform(shape, seed=[1, 2], minval=-1.0, maxval=1.0)
 
-            macs = b * out_side**3 * 64 * c_in * c_out
-        else:
-            w = tf.Variable(tf.random.normal([4, 4, 4, c_out, c_in]) * 0.02)
-            out_side = side * 2
-
-            def f(x, w=w, out_side=out_side):
-                shape = [b, out_side, out_side, out_side, c_out]
-                return tf.nn.conv3d_transpose(x, w, shape, [1, 2, 2, 2, 1], "SAME")
-
-            macs = b * side**3 * 64 * c_in * c_out
-
-        for jit in (False, True):
-
-            def fwd_bwd(x=x, w=w, f=f):
+            @tf.function(jit_compile=False)
+            def fwd_bwd(x, layer=layer):
                 with tf.GradientTape() as tape:
                     tape.watch(x)
-                    y = tf.reduce_sum(f(x) ** 2)
-                gx, gw = tape.gradient(y, [x, w])
-                return tf.reduce_sum(gx) + tf.reduce_sum(gw)
+                    loss = tf.reduce_sum(layer(x, training=True) ** 2)
+                grads = tape.gradient(loss, [x, *layer.trainable_weights])
+                return tf.add_n([tf.reduce_sum(g) for g in grads if g is not None])
 
-            fn = tf.function(fwd_bwd, jit_compile=jit)
-            timing = common.time_calls(lambda fn=fn: fn().numpy(), repeats=2, warmup=1)
+            t = common.time_calls(lambda f=fwd_bwd, x=x: f(x).numpy(), repeats=repeats)
+            flops = 2 * 3 * layer_macs(layer) * batch  # forward + input and weight grads
             rows.append(
                 {
-                    "layer": f"{kind} [{b},{side}^3,{c_in}] k4 s2 -> {c_out}",
-                    "xla": jit,
-                    "s (fwd+bwd)": timing.median,
-                    "GFLOP/s": 3 * 2 * macs / timing.median / 1e9,
+                    "layer": f"{model.name}/{layer.name} ({type(layer).__name__})",
+                    "input": "x".join(str(d) for d in shape[1:]),
+                    "s (fwd+bwd)": t.median,
+                    "GFLOP/s": flops / t.median / 1e9,
+                    "_flops": flops,
+                    "_seconds": t.median,
                 }
             )
     return rows
 
 
-def main(argv):
-    del argv
+def op_stats(step) -> None:
+    """One step under tf.profiler; prints its ops' self-time by kind."""
+    import glob
+    import json
+    import tempfile
+
     import tensorflow as tf
 
-    from enhancer_gan.errors import ConfigError
+    # TensorFlow's own converter (the one TensorBoard's profile plugin uses).
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
 
-    if FLAGS.quick:
-        configs = [(32, 2)]
-        width, image_size, steps, warmup, repeats = 1 / 16, 32, 2, 1, 2
-    else:
-        try:
-            resolutions = [int(r) for r in FLAGS.resolutions]
-            batches = [int(b) for b in FLAGS.batch_sizes]
-        except ValueError as e:
-            raise ConfigError(f"--resolutions/--batch_sizes must be integers: {e}") from None
-        # Cheapest first, so the costliest config sets the process's peak RSS.
-        configs = sorted(
-            ((r, b) for r in resolutions for b in batches), key=lambda c: c[0] ** 3 * c[1]
-        )
-        width, image_size = FLAGS.width, FLAGS.image_size
-        steps, warmup, repeats = FLAGS.steps, FLAGS.warmup, FLAGS.peak_repeats
-    jit = resolve_jit(FLAGS.jit_compile)
-    common.print_machine()
-    print(
-        f"tensorflow {tf.__version__}, GPU visible: {gpu_visible()}, "
-        f"XLA for the step: {jit} (--jit_compile={FLAGS.jit_compile}), "
-        f"intra-op threads: {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}"
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        step()
+        tf.profiler.experimental.stop()
+        paths = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+        data, ok = plugin.xspace_to_tools_data(paths, "framework_op_stats", {})
+    if not ok or not data:
+        print("(op statistics skipped: the profiler wrote no op table)")
+        return
+    table = json.loads(data)
+    table = table[0] if isinstance(table, list) else table
+    cols = [c["id"] for c in table["cols"]]
+    seconds: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for row in table["rows"]:
+        cell = dict(zip(cols, (c.get("v") for c in row["c"])))
+        name = str(cell["type"]).replace("_MklNative", "").replace("_Mkl", "")
+        name = name.replace("Resource", "")
+        kind = next((k for k, p in OP_KINDS.items() if name.startswith(p)), "other")
+        seconds[kind] = seconds.get(kind, 0.0) + float(cell["total_self_time"]) / 1e6
+        counts[kind] = counts.get(kind, 0) + int(cell["occurrences"])
+    total = sum(seconds.values())
+    common.print_table(
+        "one step under the profiler: self-time by op kind (CPU seconds over all threads)",
+        [
+            {"kind": k, "ops run": counts[k], "s": v, "share": v / total}
+            for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])
+        ],
     )
+    inside = seconds.get("convolution", 0.0) + seconds.get("matmul", 0.0)
+    print(f"ratio op_share_outside_conv_and_matmul={1 - inside / total:.4f}")
+
+
+def main(argv):
+    del argv
+    if FLAGS.quick:
+        configs = [(32, 2), (64, 2)] if FLAGS.features else [(32, 2)]
+        width, image, steps, repeats = 1 / 16, 32, 2, 2
+    else:
+        grid = [(int(r), int(b)) for r in FLAGS.resolutions for b in FLAGS.batch_size]
+        configs = sorted(grid, key=lambda c: c[0] ** 3 * c[1])  # the costliest sets the peak RSS
+        width, image, steps, repeats = FLAGS.width, FLAGS.image_size, FLAGS.steps, FLAGS.repeats
+    gpu = common.gpu_visible()
+    jit = gpu if FLAGS.jit_compile == "auto" else FLAGS.jit_compile == "true"
+    common.print_machine()
+    print(f"GPU visible: {gpu}; XLA for the step: {jit} (--jit_compile={FLAGS.jit_compile})")
 
     rows = []
-    for resolution, batch_size in configs:
-        print(f"measuring {resolution}^3, batch {batch_size} ...", flush=True)
+    for i, (res, batch) in enumerate(configs):
+        print(f"measuring {res}^3, batch {batch} ...", flush=True)
+        if FLAGS.features:
+            rows.append(measure_features(res, batch, width, steps, FLAGS.quick, repeats))
+            continue
+        profile = FLAGS.profile and i == len(configs) - 1
         rows.append(
-            measure_step(
-                resolution, batch_size, width, image_size, jit, steps, warmup, FLAGS.quick, repeats
-            )
+            measure_step(res, batch, width, image, jit, steps, FLAGS.quick, repeats, profile)
         )
-    print(f"\npeaks: {rows[0]['_conv_name']}; {rows[0]['_mm_name']}")
-    common.print_table(
-        "train step (GE+DE+GM+DM, 1 D update + 2 G updates)",
-        [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
+    what = (
+        "feature extraction (FeatureExtractor)"
+        if FLAGS.features
+        else "train step (1 D + 2 G updates)"
     )
+    common.print_table(f"{what}, peak: {rows[0]['_peak']}", rows)
+    if FLAGS.features:
+        if not all(r["ok"] for r in rows):
+            raise AssertionError("features of the wrong shape or not finite")
+        common.final_line("features_vs_conv_peak", rows[-1]["vs conv"])
+        return
 
     if FLAGS.xla_compare:
-        print("\nmeasuring the XLA comparison ...", flush=True)
-        common.print_table(
-            "single layers, forward + input and weight gradients", layer_xla_table(FLAGS.quick)
-        )
-        xla_res = 32 if FLAGS.quick else FLAGS.xla_resolution
-        xla_batch = 2 if FLAGS.quick else FLAGS.xla_batch_size
-        xla_width = 1 / 16 if FLAGS.quick else FLAGS.xla_width
-        compare = [
-            measure_step(xla_res, xla_batch, xla_width, image_size, j, steps, warmup, True, repeats)
-            for j in (False, True)
-        ]
-        common.print_table(
-            "train step with and without XLA (small config)",
-            [
-                {k: r[k] for k in ("res", "batch", "width", "xla", "s/step", "samples/s", "finite")}
-                for r in compare
-            ],
-        )
+        print("measuring the XLA comparison ...", flush=True)
+        res, batch, w = (32, 2, 1 / 16) if FLAGS.quick else (32, 4, 0.125)
+        compare = [measure_step(res, batch, w, image, j, steps, True, 2) for j in (False, True)]
+        keys = ("res", "batch", "width", "xla", "s/step", "finite")
+        common.print_table("train step, XLA off and on", [{k: r[k] for k in keys} for r in compare])
         print(f"XLA / default step time: {compare[1]['s/step'] / compare[0]['s/step']:.2f}")
-
-    headline = rows[-1]
-    print(
-        f"\nprocess peak RSS (ru_maxrss): {common.gib(common.max_rss_bytes()):.2f} GiB; "
-        f"headline config: {headline['res']}^3, batch {headline['batch']}, "
-        f"{headline['s/step']:.3g} s/step, {headline['GFLOP/s(model)']:.1f} GFLOP/s "
-        f"vs Conv3D {headline['conv3d GFLOP/s']:.1f} GFLOP/s"
-    )
-    common.final_line("train_step_vs_conv_peak", headline["vs conv"])
+    if FLAGS.profile:
+        print(f"ratio train_step_vs_conv_peak={rows[-1]['vs conv']:.4g}")
+        common.final_line("step_vs_layers_alone", rows[-1]["_profile"])
+    else:
+        common.final_line("train_step_vs_conv_peak", rows[-1]["vs conv"])
 
 
 if __name__ == "__main__":

@@ -1,39 +1,27 @@
-"""Benchmark: the project's train step against plain Keras and against its own layers.
+"""Benchmark: the project's train step and features against plain Keras, and against PyTorch.
 
-  python benchmarks/bench_vs_plain.py                     # 32^3, batch 4, full width
-  python benchmarks/bench_vs_plain.py --resolution=64 --batch=2
-  python benchmarks/bench_vs_plain.py --quick             # tiny, seconds (smoke test)
+  python benchmarks/bench_vs_plain.py                        # 32^3, batch 4, full width
+  python benchmarks/bench_vs_plain.py --torch --resolution=64   # needs pip install -e ".[bench]"
+  python benchmarks/bench_vs_plain.py --quick [--torch]      # tiny, seconds (smoke test)
 
-Three ratios, all measured in this one process, interleaved (so a machine
-shared with other jobs slows every side alike):
+Timed interleaved on one fixed batch: `GanTrainer.train_step`; with `--legacy` the same
+with Keras's BatchNormalization(synchronized=True) (before the fused batch norm); the
+functional stock-layer networks and tf.function step of benchmarks/plain_keras.py; with
+`--torch` those networks translated to PyTorch (benchmarks/torch_mirror.py; all cores,
+oneDNN, channels_last(_3d), which beat contiguous in every idle run). Then DM's features
+(inference mode, layers 2-4 pooled to 4^3) on the same grids. Parameter counts are
+printed (`params <net> res=<r> ours=<n> plain=<n> [torch=<n>]`) and must be equal.
 
-  step_vs_plain     the project's step time (`GanTrainer.train_step`) / the
-                    same step in plain Keras (benchmarks/plain_keras.py:
-                    functional models, stock BatchNormalization, one
-                    tf.function; > 1: the project is slower)
-  step_vs_layers    the project step's rate (model FLOPs / time) / the rate
-                    of its MAC-bearing layers each timed alone forward and
-                    backward (common.layer_rows, as profile_train_step.py);
-                    1 = no time outside the layers; the same for plain Keras
-  features          the project's FeatureExtractor time / plain Keras's
-                    (DM in inference mode, 3 layers max-pooled to 4^3)
-
-`--legacy` adds the project's step as it was before the batch-norm changes
-(Keras's `BatchNormalization(synchronized=True)` on every replica count,
-the unfused training pass), to measure what those changes gave in the same
-run. Parameter counts of the project's and the plain networks are printed and
-must be equal.
-
-Last line: `step_vs_plain=<project step time / plain Keras step time>`.
+Last line: `step_vs_plain=<project step time / plain Keras's>` (< 1: the project is
+faster), or with --torch `tf_vs_torch=<PyTorch's step time / the project's>` (> 1: faster).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-import statistics
 import sys
+from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -42,160 +30,141 @@ import common  # noqa: E402  (puts the repository on sys.path)
 from absl import app, flags  # noqa: E402
 
 flags.DEFINE_integer("resolution", 32, "Voxel resolution (32 or 64).")
-flags.DEFINE_integer("batch", 4, "Batch size of every step and layer.")
+flags.DEFINE_integer("batch_size", 4, "Batch size of every step.")
 flags.DEFINE_float("width", 1.0, "ModelConfig.width_multiplier (1 = the paper).")
 flags.DEFINE_integer("image_size", 128, "GE/DE image side.")
-flags.DEFINE_integer("repeats", 2, "Timed steps per side (interleaved), after one warm-up.")
-flags.DEFINE_integer("layer_repeats", 1, "Timed calls per layer alone (after one warm-up).")
+flags.DEFINE_integer("repeats", 2, "Timed steps per side (interleaved), after two warm-ups.")
+flags.DEFINE_integer("feature_batches", 2, "Batches of feature extraction per timed call.")
 flags.DEFINE_bool("legacy", True, "Also time the step with the old batch norm (see above).")
-flags.DEFINE_bool("layers", True, "Also time every layer alone (step_vs_layers).")
+flags.DEFINE_bool("torch", False, "Also time the same step and features in PyTorch.")
+flags.DEFINE_enum("torch_memory_format", "channels_last", ["channels_last", "contiguous"], "")
 flags.DEFINE_bool("quick", False, "Tiny sizes: checks the script end to end in seconds.")
 FLAGS = flags.FLAGS
 
 
-@contextlib.contextmanager
-def legacy_batch_norm():
+def legacy_batch_norm() -> contextlib.ExitStack:
     """Networks built inside use Keras's BatchNormalization(synchronized=True), as before."""
     import keras
 
     from enhancer_gan.models import enhancer, latent, voxel
 
     def old(name):
-        return keras.layers.BatchNormalization(
-            axis=-1,
-            synchronized=True,
-            gamma_initializer=keras.initializers.RandomNormal(mean=1.0, stddev=0.02),
-            name=name,
-        )
+        init = keras.initializers.RandomNormal(mean=1.0, stddev=0.02)
+        return keras.layers.BatchNormalization(synchronized=True, gamma_initializer=init, name=name)
 
-    saved = [(m, m.batch_norm) for m in (voxel, enhancer, latent)]
-    try:
-        for m, _ in saved:
-            m.batch_norm = old
-        yield
-    finally:
-        for m, f in saved:
-            m.batch_norm = f
+    stack = contextlib.ExitStack()
+    for module in (voxel, enhancer, latent):
+        stack.enter_context(mock.patch.object(module, "batch_norm", old))
+    return stack
 
 
-def n_params(model) -> int:
-    return sum(int(math.prod(v.shape)) for v in model.trainable_variables)
+def torch_sides(plain_nets, ours, grids, fmt):
+    """(step fn, features fn, {network: parameter count}) of the PyTorch translation."""
+    import numpy as np
+    import torch
+    from torch_mirror import TorchStep, torch_module, torch_pooled_features
+
+    nets = {n: torch_module(m) for n, m in plain_nets.items()}  # the plain weights, copied
+    step = TorchStep(nets, ours.train_config.generator_steps_per_discriminator_step, fmt)
+    feed = step.inputs(*(ours.batch[k].numpy() for k in ("voxels", "image", "z")))
+    dm, b = nets["voxel_discriminator"], ours.train_config.batch_size
+
+    def features():
+        dm.eval()
+        with torch.inference_mode():
+            out = []
+            for s in range(0, len(grids), b):
+                x = step.tensor(grids[s : s + b, ..., None].astype(np.float32))
+                out.append(torch_pooled_features(dm(x)[:-1]).numpy())
+        dm.train()
+        return np.concatenate(out)
+
+    counts = {n: sum(p.numel() for p in m.parameters()) for n, m in nets.items()}
+    return lambda: step(*feed), features, counts
 
 
 def main(argv):
     del argv
-    import keras
     import numpy as np
     import plain_keras
     import tensorflow as tf
 
-    from enhancer_gan.config import ModelConfig, TrainConfig
     from enhancer_gan.evaluation.features import FeatureExtractor
-    from enhancer_gan.models.flops import train_step_flops
-    from enhancer_gan.training.trainer import GanTrainer
 
     if FLAGS.quick:
-        res, batch, width, image, repeats, layer_repeats = 32, 2, 1 / 16, 32, 1, 1
+        res, batch, width, image, repeats, fbatches = 32, 2, 1 / 16, 32, 1, 1
     else:
-        res, batch, width = FLAGS.resolution, FLAGS.batch, FLAGS.width
-        image, repeats, layer_repeats = FLAGS.image_size, FLAGS.repeats, FLAGS.layer_repeats
+        res, batch, width = FLAGS.resolution, FLAGS.batch_size, FLAGS.width
+        image, repeats, fbatches = FLAGS.image_size, FLAGS.repeats, FLAGS.feature_batches
     common.print_machine()
-    print(
-        f"tensorflow {tf.__version__}, keras {keras.__version__}; {res}^3, batch {batch}, "
-        f"width {width:g}, image {image}",
-        flush=True,
-    )
+    print(f"{res}^3, batch {batch}, width {width:g}, image {image}", flush=True)
 
-    keras.utils.set_random_seed(0)
-    model_config = ModelConfig(resolution=res, width_multiplier=width, image_size=image)
-    train_config = TrainConfig(batch_size=batch, jit_compile=False)
-    n_g = train_config.generator_steps_per_discriminator_step
-    data = common.synthetic_batch(batch, res, image, model_config.latent_dim, 1 + n_g)
-
-    trainers = {"project": GanTrainer(model_config, train_config)}
+    ours = common.train_step_setup(res, batch, width, image)
+    steps = {"project": ours.step}
     if FLAGS.legacy:
         with legacy_batch_norm():
-            trainers["project (old BN)"] = GanTrainer(model_config, train_config)
-    plain_nets = plain_keras.plain_networks(model_config)
-    plain = plain_keras.PlainStep(plain_nets, n_g)
-    project_nets = trainers["project"].networks
-    mismatch = []
-    for name, net in plain_nets.items():
-        ours, theirs = n_params(getattr(project_nets, name)), n_params(net)
-        print(f"params {name} project={ours} plain={theirs}")
-        if ours != theirs:
-            mismatch.append(name)
-    print(f"params_match={not mismatch}")
-
-    fns = {}
-    for name, trainer in trainers.items():
-        fns[name] = lambda t=trainer: float(t.train_step(data)["loss/voxel_discriminator"])
-    fns["plain keras"] = lambda: float(plain(data)["d_loss"])
-    for fn in fns.values():  # warm-up: tracing
-        fn()
-    steps = common.interleaved(fns, repeats)
-
-    # Features: the same random grids through the project's extractor and plain Keras.
-    rng = np.random.default_rng(0)
-    grids = rng.random((batch, res, res, res)) < 0.2
-    extractor = FeatureExtractor(project_nets.voxel_discriminator, batch_size=batch)
-    plain_features = plain_keras.plain_feature_fn(plain_nets["voxel_discriminator"], batch, res)
-    feature_fns = {
+            steps["project (old BN)"] = common.train_step_setup(res, batch, width, image).step
+    plain_nets = plain_keras.plain_networks(ours.model_config)
+    plain = plain_keras.PlainStep(
+        plain_nets, ours.train_config.generator_steps_per_discriminator_step
+    )
+    steps["plain keras"] = lambda: float(plain(ours.batch)["d_loss"])
+    grids = np.random.default_rng(0).random((batch * fbatches, res, res, res)) < 0.2
+    extractor = FeatureExtractor(ours.trainer.networks.voxel_discriminator, batch_size=batch)
+    plain_fn = plain_keras.plain_feature_fn(plain_nets["voxel_discriminator"], batch, res)
+    voxels = tf.constant(grids.astype(np.float32)[..., None])
+    features = {
         "project": lambda: extractor(grids),
-        "plain keras": lambda: plain_features(
-            tf.constant(grids.astype(np.float32)[..., None])
-        ).numpy(),
+        "plain keras": lambda: np.concatenate(
+            [plain_fn(voxels[s : s + batch]).numpy() for s in range(0, len(grids), batch)]
+        ),
     }
-    for fn in feature_fns.values():
-        fn()
-    features = common.interleaved(feature_fns, repeats)
+    counts = {
+        n: {"ours": common.n_params(getattr(ours.trainer.networks, n)), "plain": common.n_params(m)}
+        for n, m in plain_nets.items()
+    }
+    if FLAGS.torch:
+        import torch
 
-    flops = train_step_flops(model_config, project_nets, n_g)["train_step_flops"] * batch
-    layers_rate = float("nan")
-    if FLAGS.layers:
-        rows = common.layer_rows(project_nets, batch, layer_repeats, 1.0)
-        layers_rate = sum(r["_flops"] for r in rows) / sum(r["_seconds"] for r in rows)
-        # The steps again right after the layers, so load drifts show.
-        after = common.interleaved(fns, 1)
-        steps = {k: statistics.median([steps[k], after[k]]) for k in steps}
-
-    table = []
-    for name, sec in steps.items():
-        rate = flops / sec
-        table.append(
-            {
-                "step": name,
-                "s/step": sec,
-                "vs plain keras": sec / steps["plain keras"],
-                "GFLOP/s (model)": rate / 1e9,
-                "layers-alone GFLOP/s": layers_rate / 1e9,
-                "step vs layers alone": rate / layers_rate,
-            }
+        torch.set_num_threads(os.cpu_count() or 1)
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, mkldnn "
+            f"{torch.backends.mkldnn.enabled}, {FLAGS.torch_memory_format}"
         )
+        steps["torch"], features["torch"], torch_counts = torch_sides(
+            plain_nets, ours, grids, FLAGS.torch_memory_format
+        )
+        for n, c in torch_counts.items():
+            counts[n]["torch"] = c
+    for n, c in counts.items():
+        print(f"params {n} res={res} " + " ".join(f"{k}={v}" for k, v in c.items()))
+    print(f"params_match={all(len(set(c.values())) == 1 for c in counts.values())}")
+
+    for fn in (*steps.values(), *features.values()) * 2:  # warm-up: tracing, oneDNN primitives
+        fn()
+    sec = common.interleaved(steps, repeats)
+    feat = common.interleaved(features, repeats)
     common.print_table(
-        f"train step, {res}^3, batch {batch}, width {width:g} (interleaved, same process)", table
+        f"train step, {res}^3, batch {batch}, width {width:g} (interleaved, same process)",
+        [{"step": k, "s/step": v, "vs project": v / sec["project"]} for k, v in sec.items()],
     )
     common.print_table(
         "DM features (inference mode, 3 layers pooled to 4^3)",
-        [
-            {"extractor": k, "s/batch": v, "vs plain keras": v / features["plain keras"]}
-            for k, v in features.items()
-        ],
+        [{"extractor": k, "s/call": v, "vs project": v / feat["project"]} for k, v in feat.items()],
     )
-    traces = {k: t.train_step.experimental_get_tracing_count() for k, t in trainers.items()}
+    traces = {"project": ours.trainer.train_step.experimental_get_tracing_count()}
     traces["plain keras"] = plain.step.experimental_get_tracing_count()
-    print(
-        "traces of each step function over all its calls (1 = Python model code ran once, "
-        f"none of it per step): {traces}"
-    )
-    p = steps["project"]
-    print(f"ratio step_project_over_plain={p / steps['plain keras']:.4g}")
-    if "project (old BN)" in steps:
-        print(f"ratio step_project_over_old_bn={p / steps['project (old BN)']:.4g}")
-    print(f"ratio step_vs_layers_alone={flops / p / layers_rate:.4g}")
-    print(f"ratio plain_step_vs_layers_alone={flops / steps['plain keras'] / layers_rate:.4g}")
-    print(f"ratio features_project_over_plain={features['project'] / features['plain keras']:.4g}")
-    common.final_line("step_vs_plain", p / steps["plain keras"])
+    print(f"traces of each step function over all its calls (1: Python ran once): {traces}")
+    p = sec["project"]
+    print(f"ratio step_project_over_plain={p / sec['plain keras']:.4g}")
+    print(f"ratio features_project_over_plain={feat['project'] / feat['plain keras']:.4g}")
+    if FLAGS.legacy:
+        print(f"ratio step_project_over_old_bn={p / sec['project (old BN)']:.4g}")
+    if not FLAGS.torch:
+        common.final_line("step_vs_plain", p / sec["plain keras"])
+        return
+    print(f"ratio features_torch_over_ours={feat['torch'] / feat['project']:.4g}")
+    common.final_line("tf_vs_torch", sec["torch"] / p)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check, one H100/H200, from a fresh checkout, in under 8 minutes:
+# GPU check, one H100/H200, from a fresh checkout, against an 8-minute deadline:
 #   bash benchmarks/gpu_check.sh [gpu_check.json]
 # Installs TensorFlow with CUDA and the project when TensorFlow sees no GPU,
 # then runs benchmarks/gpu_check.py (step speed, FLOP utilisation, memory at

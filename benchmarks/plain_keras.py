@@ -1,22 +1,14 @@
 """A plain Keras reference of the four networks and the train step.
 
-The same GE, DE, GM and DM as `enhancer_gan.models` (layer for layer: kernel
-sizes, strides, 'same' padding, no bias before a batch norm, DCGAN
-initialisation), written the way the Keras documentation writes a DCGAN:
-functional models of stock layers (`Dense`, `Conv*`, ordinary
-`BatchNormalization`, `ReLU`, `LeakyReLU`, `Activation`), and a
-`tf.function` step with one `GradientTape` per update, one Adam per network.
-No project code runs in the step: no subclassed models, no config objects, no
-distribution strategy, no metrics objects.
-
-`PlainStep(...)(batch)` does what `GanTrainer.train_step` does at the
-paper's recipe: one discriminator update of DE + DM on the real pairs and
-the detached fakes of z0, then two generator updates of GE + GM on
-L = LE + LM with z1, z2. `plain_features` is the project's shape feature
-(DM's last three conv outputs max-pooled to 4^3) from the functional DM.
-
-Used by bench_vs_plain.py; widths come from the project's width rules so both
-sides have the same layers (the benchmark checks the parameter counts).
+GE, DE, GM and DM layer for layer as `enhancer_gan.models` (widths from the
+project's own width rules), written as the Keras documentation writes a
+DCGAN: functional models of stock layers, the ordinary BatchNormalization,
+and `PlainStep`, a `tf.function` with one GradientTape per update and one
+Adam per network, doing what `GanTrainer.train_step` does at the paper's
+recipe; no project code runs in the step (no subclassed models, config
+objects, strategy or metrics). `plain_feature_fn` is the project's shape
+feature from the functional DM. Used by bench_vs_plain.py, and translated to
+PyTorch by torch_mirror.py.
 """
 
 from __future__ import annotations

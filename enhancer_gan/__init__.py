@@ -13,8 +13,8 @@ __version__ = "0.1.0"
 import os as _os
 
 # TensorFlow turns its oneDNN kernels on by default only on some Intel CPUs;
-# elsewhere (AMD EPYC here) Conv3D and its gradients fall back to Eigen and
-# the train step is about 9x slower (7.5 s against 0.86 s for the small
-# ModelNet10 protocol's step, measured on the same machine). Set before
-# TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=0 in the environment wins.
+# elsewhere (AMD EPYC here) Conv3D and its gradients fall back to Eigen, and
+# the train step is slower (the measurement: benchmarks/RESULTS.md#onednn).
+# Set before TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=0 in the
+# environment wins.
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
