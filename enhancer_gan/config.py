@@ -192,6 +192,10 @@ class TrainConfig:
         et al. 2020): a random shift by up to 1/16 of the side along each
         axis (zero fill) and a random mirror of x and of z (the horizontal
         plane; y is up). DM must then judge shapes, not their exact place.
+      generator_ema: decay of an exponential moving average of the
+        generators' weights, updated after every step and checkpointed
+        (`training.ema`); samples are drawn from the average when it exists.
+        0 = off (the paper samples its last iterate).
     """
 
     batch_size: int = 64
@@ -216,6 +220,7 @@ class TrainConfig:
     real_label: float = 1.0
     r1_gamma: float = 0.0
     discriminator_augment: bool = False
+    generator_ema: float = 0.0
 
     @property
     def d_learning_rate(self) -> float:
@@ -259,6 +264,10 @@ class TrainConfig:
             raise ConfigError(f"real_label must be in (0.5, 1], got {self.real_label}")
         if self.r1_gamma < 0:
             raise ConfigError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
+        if not 0 <= self.generator_ema < 1:
+            raise ConfigError(
+                f"generator_ema must be in [0, 1) (0 = off), got {self.generator_ema}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

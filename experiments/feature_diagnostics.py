@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from enhancer_gan.cli import flags_parser  # noqa: E402
 from enhancer_gan.errors import ConfigError, EnhancerGanError  # noqa: E402
+from experiments._cli import flags_parser  # noqa: E402
 
 flags.DEFINE_list("results_dirs", [], "Results folders of table1.py/table2.py (with features/).")
 flags.DEFINE_string("output", None, "Markdown file to write.")

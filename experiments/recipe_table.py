@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from enhancer_gan.cli import flags_parser  # noqa: E402
 from enhancer_gan.errors import ConfigError, EnhancerGanError  # noqa: E402
+from experiments._cli import flags_parser  # noqa: E402
 
 flags.DEFINE_list("results_dirs", [], "One results folder per seed.")
 flags.DEFINE_string("output", None, "Markdown file to write (a .json is written beside it).")

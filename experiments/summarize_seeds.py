@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from enhancer_gan.cli import flags_parser  # noqa: E402
 from enhancer_gan.errors import ConfigError, EnhancerGanError  # noqa: E402
+from experiments._cli import flags_parser  # noqa: E402
 
 flags.DEFINE_list("results_dirs", [], "Results folders of the table scripts, one per seed.")
 flags.DEFINE_list("tables", ["table1", "table2"], "Tables to summarise (table1, table2, table3).")

@@ -20,8 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from enhancer_gan.cli import flags_parser  # noqa: E402
 from experiments import table_script  # noqa: E402
+from experiments._cli import flags_parser  # noqa: E402
 
 table_script.define_flags(
     __name__, "table3", "Comma-separated row:run_dir pairs, rows none, layer1, layer2, layer3."

@@ -18,7 +18,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from enhancer_gan.cli import flags_parser  # noqa: E402
 from enhancer_gan.config import (  # noqa: E402
     DataConfig,
     ExperimentConfig,
@@ -26,6 +25,7 @@ from enhancer_gan.config import (  # noqa: E402
     TrainConfig,
 )
 from enhancer_gan.errors import EnhancerGanError  # noqa: E402
+from experiments._cli import flags_parser  # noqa: E402
 
 _M, _D, _T = ModelConfig(), DataConfig(), TrainConfig()
 
@@ -147,6 +147,12 @@ flags.DEFINE_bool(
     "Random shifts and x/z mirrors of everything DM sees (DiffAugment).",
 )
 
+flags.DEFINE_float(
+    "generator_ema",
+    _T.generator_ema,
+    "Decay of a moving average of the generators' weights that samples come from (0 = off).",
+)
+
 FLAGS = flags.FLAGS
 
 
@@ -198,6 +204,7 @@ def config_from_flags() -> ExperimentConfig:
             real_label=FLAGS.real_label,
             r1_gamma=FLAGS.r1_gamma,
             discriminator_augment=FLAGS.discriminator_augment,
+            generator_ema=FLAGS.generator_ema,
         ),
         run_dir=FLAGS.run_dir or "",
     )
@@ -247,32 +254,27 @@ def main(argv):
 
 
 def evaluate_generation(config: ExperimentConfig, step: int, num_samples: int) -> None:
-    """Generation-quality report of the finished run, once per step count."""
+    """Generation-quality report of the finished run (beside its ceiling), once per step."""
     from enhancer_gan.evaluation.generation_eval import (
+        REFERENCE_KINDS,
         evaluate_run_generation,
         format_report,
-        reference_grids_for,
+        run_reference,
     )
     from enhancer_gan.io_utils import atomic_write_json
 
     kind = config.data.kind
-    if kind not in ("synthetic", "archive", "modelnet"):
+    if kind not in REFERENCE_KINDS:
         print(f"--evaluate_generation: no held-out split for dataset {kind}; skipped")
         return
     path = os.path.join(config.run_dir, f"generation_step{step}.json")
     if os.path.exists(path):
         print(f"Generation quality: {path} (already computed)")
         return
-    reference = reference_grids_for(
-        kind,
-        config.data.data_dir,
-        "test",
-        config.model.resolution,
-        config,
-        max_count=256,
-        cache_dir=config.data.cache_dir,
+    reference, ceiling = run_reference(config, num_samples)
+    report = evaluate_run_generation(
+        config.run_dir, reference, num_samples=num_samples, ceiling_grids=ceiling
     )
-    report = evaluate_run_generation(config.run_dir, reference, num_samples=num_samples)
     report["reference"] = {"dataset": kind, "data_dir": config.data.data_dir, "split": "test"}
     atomic_write_json(path, report)
     print(format_report(report))

@@ -22,7 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from enhancer_gan.data.modelnet import MODELNET10_CLASSES, load_archive
+from enhancer_gan.data.archives import load_archive
+from enhancer_gan.data.modelnet_classes import MODELNET10_CLASSES
 from enhancer_gan.errors import DataError, EnhancerGanError
 
 # Tests that write into a per-test folder reuse it across examples (each

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from enhancer_gan.config import ExperimentConfig
-from enhancer_gan.data.modelnet import archive_to_canonical
+from enhancer_gan.data.archives import archive_to_canonical
 from enhancer_gan.errors import ConfigError
 from enhancer_gan.evaluation.generation_eval import evaluate_run_generation, reference_grids_for
 from tests.test_tables import make_run, run_script, write_archive
@@ -76,7 +76,7 @@ def test_bad_requests_are_config_errors(run_dir):
 
 
 def test_reference_from_an_archive(archive, config):
-    from enhancer_gan.data.modelnet import load_archive
+    from enhancer_gan.data.archives import load_archive
 
     raw = load_archive(archive, canonical=False)
     grids = reference_grids_for("archive", archive, "test", 32, config, **QUIET)
@@ -116,6 +116,20 @@ def test_reference_from_the_synthetic_set_and_real_modelnet(tmp_path, config, sh
     )
     assert sofas.shape == (1, 32, 32, 32)
     assert any(np.array_equal(sofas[0], g) for g in grids)
+    # Held out and made like the training grids: the test models' own 3D-R2N2-style
+    # binvox, which training never reads.
+    from enhancer_gan.config import DataConfig
+    from enhancer_gan.data.datasets import load_shapes
+    from enhancer_gan.data.synthetic import synthetic_models
+    from enhancer_gan.voxels.binvox import read_binvox
+
+    models = synthetic_models(3, 0, ["chair", "sofa"])
+    held_out = [read_binvox(m.voxel_path(root)).grid for m in models if m.split == "test"]
+    np.testing.assert_array_equal(grids, np.stack(held_out))
+    trained = load_shapes(DataConfig(kind="synthetic", data_dir=root), 32, cache, **QUIET)
+    assert {r.model_id for r in trained.records} == {
+        m.model_id for m in models if m.split == "train"
+    }
     # The real ModelNet10 sample: its test split is one toilet.
     toilet = reference_grids_for(
         "modelnet", str(shared_data / "ModelNet10"), "test", 32, config, cache_dir=cache, **QUIET
@@ -135,12 +149,17 @@ def test_tool_end_to_end(tmp_path, run_dir, archive, capsys):
     ]
     assert run_script("tools/evaluate_generation.py", *args) == 0
     out = capsys.readouterr().out
-    for word in ("COV", "MMD", "1-NNA", "mean occupancy", "near-solid", "empty"):
+    for word in ("COV", "MMD", "1-NNA", "components", "> 3 pieces", "undecided", "ceiling"):
         assert word in out
     report = json.load(open(output))
-    for key in ("cov", "mmd", "one_nna", "generated_mean_occupancy", "generated_empty_fraction"):
+    for key in ("cov", "mmd", "one_nna", "generated_mean_occupancy", "generated_largest_share"):
         assert 0.0 <= report[key] <= 1.0
     assert report["num_generated"] == 5 and report["num_real"] == 20
+    # The ceiling: 5 training grids of the archive scored against the same reference.
+    ceiling = report["ceiling"]
+    assert ceiling["num_generated"] == 5 and ceiling["num_real"] == 20
+    assert ceiling["generated_components"] >= 1 and ceiling["generated_undecided"] == 0.0
+    assert report["sampling"] == "recalibrated"
     assert report["reference"]["dataset"] == "archive" and report["step"] == 3
     # The same call in the library gives the same numbers.
     reference = reference_grids_for(

@@ -149,3 +149,42 @@ def test_evaluate_generation_after_training_writes_a_report_once(tmp_path):
     assert "Generation quality" in proc.stdout
     again = run_script(*args, timeout=300)  # finished run: nothing new, report kept
     assert again.returncode == 0 and "already computed" in again.stdout
+    # The library's log lines reach the user as plain lines on stdout (the
+    # script shows the `enhancer_gan` loggers there), the progress bar stays
+    # on stderr.
+    checkpoint = run_dir / "checkpoints" / "ckpt-2"
+    assert f"Resumed {run_dir} from {checkpoint} at step 2." in again.stdout.splitlines()
+    assert "Resumed" not in again.stderr
+    assert "2/2" in proc.stderr and "2/2" not in proc.stdout
+
+
+def test_flags_parser_shows_library_log_lines_on_stdout_once(capsys):
+    import logging
+
+    from absl import flags
+
+    from experiments._cli import flags_parser
+
+    logger = logging.getLogger("enhancer_gan")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    values = flags.FlagValues()
+    flags.DEFINE_integer("steps", 1, "Steps.", flag_values=values)
+    parse = flags_parser(values)
+    try:
+        assert parse(["prog", "--steps=3"]) == ["prog"] and values.steps == 3
+        parse(["prog"])  # a second parse adds no second handler
+        logging.getLogger("enhancer_gan.training.loop").info("Resumed run from ckpt-3 at step 3.")
+        logging.getLogger("enhancer_gan.data").debug("not shown")
+        logging.getLogger("elsewhere").warning("not ours")
+        out, err = capsys.readouterr()
+        assert out == "Resumed run from ckpt-3 at step 3.\n"
+        assert "Resumed" not in err
+    finally:
+        logger.handlers[:] = saved[0]
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]
+    with pytest.raises(SystemExit) as info:
+        flags_parser(values)(["prog", "--steps=many"])
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("error: ") and "--steps=many" in err and err.count("\n") == 1

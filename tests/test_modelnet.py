@@ -20,12 +20,8 @@ from enhancer_gan.data.archives import (
     fit_archive_grids,
     load_archive,
 )
-from enhancer_gan.data.modelnet import (
-    MODELNET10_CLASSES,
-    MODELNET40_CLASSES,
-    index_modelnet,
-    modelnet_classes,
-)
+from enhancer_gan.data.modelnet import index_modelnet, modelnet_classes
+from enhancer_gan.data.modelnet_classes import MODELNET10_CLASSES, MODELNET40_CLASSES
 from enhancer_gan.data.off import read_off, write_off
 from enhancer_gan.data.packing import pack_grids, unpack_grids
 from enhancer_gan.data.voxel_cache import load_voxel_cache, voxelize_split

@@ -242,7 +242,7 @@ def test_subsample_properties(sizes, budget, seed):
 
 
 def test_subset_archive_keeps_rows_and_reuses(tmp_path):
-    from enhancer_gan.data.modelnet import load_archive
+    from enhancer_gan.data.archives import load_archive
 
     src = write_archive(str(tmp_path / "mini.npz"), per_class_train=6, per_class_test=3)
     out = subsets.subset_archive(src, str(tmp_path / "sub.npz"), 35)

@@ -142,6 +142,93 @@ def test_sigint_saves_a_checkpoint_and_returns(tmp_path, source, monkeypatch):
     assert any("Resume with the same command" in m for m in messages)
 
 
+def test_mixed_precision_policy_is_restored_when_train_returns_or_raises(
+    tmp_path, source, monkeypatch
+):
+    from enhancer_gan.training import loop
+
+    policy = tf.keras.mixed_precision.global_policy
+    before = policy().name
+    assert before == "float32"
+    seen = []
+    build = loop._build_trainer
+
+    def spy(*a, **kw):
+        seen.append(policy().name)
+        return build(*a, **kw)
+
+    monkeypatch.setattr(loop, "_build_trainer", spy)
+    mixed = tiny_train_config(num_steps=1, mixed_precision=True)
+    result = _train(tiny_experiment(str(tmp_path / "run"), train=mixed), source)
+    assert result.step == 1 and seen == ["mixed_float16"]
+    assert policy().name == before
+
+    def broken(*a, **kw):
+        seen.append(policy().name)
+        raise RuntimeError("no trainer today")
+
+    monkeypatch.setattr(loop, "_build_trainer", broken)
+    with pytest.raises(RuntimeError, match="no trainer today"):
+        _train(tiny_experiment(str(tmp_path / "other"), train=mixed), source)
+    assert seen[-1] == "mixed_float16" and policy().name == before
+    # A float32 run leaves a policy set by the caller alone.
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        monkeypatch.setattr(loop, "_build_trainer", spy)
+        _train(
+            tiny_experiment(str(tmp_path / "plain"), train=tiny_train_config(num_steps=1)), source
+        )
+        assert policy().name == "mixed_bfloat16"
+    finally:
+        tf.keras.mixed_precision.set_global_policy(before)
+
+
+@pytest.fixture
+def library_records():
+    """The records of the `enhancer_gan` loggers, INFO and up, whatever was set before.
+
+    (A script run in this process, tests/test_tables.py's, shows that logger
+    on stdout and stops it propagating; that is set aside for the test.)
+    """
+    import logging
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    records = []
+    logger = logging.getLogger("enhancer_gan")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    logger.handlers[:] = [Collect(logging.INFO)]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield records
+    finally:
+        logger.handlers[:] = saved[0]
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]
+
+
+def test_messages_go_to_the_logger_and_the_progress_bar_to_stderr(
+    tmp_path, source, library_records, capsys
+):
+    run_dir = str(tmp_path / "run")
+    train(tiny_experiment(run_dir, train=tiny_train_config(num_steps=1)), source=source)
+    capsys.readouterr()
+    del library_records[:]
+    result = train(tiny_experiment(run_dir, train=tiny_train_config(num_steps=2)), source=source)
+    out, err = capsys.readouterr()
+    assert result.step == 2
+    (record,) = [r for r in library_records if r.getMessage().startswith("Resumed")]
+    assert record.name == "enhancer_gan.training.loop" and record.levelname == "INFO"
+    assert record.getMessage() == (
+        f"Resumed {run_dir} from {os.path.join(run_dir, 'checkpoints', 'ckpt-1')} at step 1."
+    )
+    assert out == ""  # neither the message nor the bar is printed on stdout
+    assert "2/2" in err
+
+
 def test_export_loads_without_the_package_and_matches(tmp_path, source):
     run_dir = str(tmp_path / "run")
     _train(tiny_experiment(run_dir, train=tiny_train_config(num_steps=1)), source)

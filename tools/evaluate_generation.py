@@ -1,4 +1,4 @@
-"""Generation quality of a run: COV, MMD, 1-NNA and occupancy against real shapes.
+"""Generation quality of a run: COV, MMD, 1-NNA and speckle against real shapes and a ceiling.
 
   python tools/evaluate_generation.py --run_dir=runs/gen_chair --reference=synthetic \
       --output=results/gen_chair.json
@@ -7,7 +7,8 @@
 
 Samples --num_samples shapes (z from --seed) from the run's latest (or
 --checkpoint) generator and compares them with the held-out --split of the
-reference data, filtered by default to the categories the run trained on.
+reference data, filtered by default to the categories the run trained on,
+beside the ceiling: as many real grids of the other split scored the same way.
 Prints the numbers and writes them as JSON; refuses to replace --output
 without --overwrite.
 """
@@ -21,8 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from enhancer_gan.cli import flags_parser  # noqa: E402
 from enhancer_gan.errors import ConfigError, EnhancerGanError  # noqa: E402
+from experiments._cli import flags_parser  # noqa: E402
 
 flags.DEFINE_string("run_dir", None, "Training run folder (config.json, checkpoints/).")
 flags.DEFINE_string("checkpoint", "", "Checkpoint name or path (default: latest).")
@@ -31,8 +32,8 @@ flags.DEFINE_enum(
     "reference",
     "synthetic",
     ["synthetic", "archive", "modelnet"],
-    "Real shapes: the built-in data set's ModelNet-style split, an .npz archive, or a "
-    "ModelNet root.",
+    "Real shapes: the built-in data set's held-out split (read like its training grids), "
+    "an .npz archive, or a ModelNet root.",
 )
 flags.DEFINE_string("data_dir", "", "Archive file or ModelNet root (synthetic: optional).")
 flags.DEFINE_enum("split", "test", ["train", "test"], "Reference split (held out: test).")
@@ -48,6 +49,19 @@ flags.DEFINE_integer("num_samples", 64, "Shapes to generate.")
 flags.DEFINE_integer("max_reference", 0, "At most this many reference shapes (0 = all).")
 flags.DEFINE_integer("seed", 0, "Seeds z and the reference subset.")
 flags.DEFINE_integer("batch_size", 16, "Samples per generator call.")
+flags.DEFINE_enum(
+    "sampling",
+    "",
+    ["", "recalibrated", "moving", "batch"],
+    "Batch-norm statistics of the generator ('' = the default, recalibrated; "
+    "docs/DESIGN.md#sampling).",
+)
+flags.DEFINE_bool(
+    "ceiling",
+    True,
+    "Also score --num_samples real grids of the other split against the reference "
+    "(what a generator reproducing the data reaches).",
+)
 flags.DEFINE_string("output", None, "JSON file for the report.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 FLAGS = flags.FLAGS
@@ -88,6 +102,19 @@ def main(argv):
             seed=FLAGS.seed,
             cache_dir=FLAGS.cache_dir,
         )
+        ceiling = None
+        if FLAGS.ceiling:
+            ceiling = reference_grids_for(
+                FLAGS.reference,
+                FLAGS.data_dir,
+                "train" if FLAGS.split == "test" else "test",
+                config.model.resolution,
+                config,
+                categories=categories,
+                max_count=FLAGS.num_samples,
+                seed=FLAGS.seed,
+                cache_dir=FLAGS.cache_dir,
+            )
         report = evaluate_run_generation(
             FLAGS.run_dir,
             reference,
@@ -96,6 +123,8 @@ def main(argv):
             checkpoint=FLAGS.checkpoint,
             batch_size=FLAGS.batch_size,
             random_init=FLAGS.random_init,
+            ceiling_grids=ceiling,
+            sampling=FLAGS.sampling,
         )
         report["reference"] = {
             "dataset": FLAGS.reference,

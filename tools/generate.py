@@ -13,8 +13,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from enhancer_gan.cli import flags_parser  # noqa: E402
 from enhancer_gan.errors import EnhancerGanError  # noqa: E402
+from experiments._cli import flags_parser  # noqa: E402
 
 flags.DEFINE_string("run_dir", None, "Training run folder to sample from.")
 flags.DEFINE_string(

@@ -22,10 +22,10 @@ from absl import app, flags
 # Runnable as a plain script from a checkout (python tools/make_synthetic_data.py).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from enhancer_gan.cli import flags_parser  # noqa: E402
 from enhancer_gan.data import synthetic  # noqa: E402
 from enhancer_gan.errors import EnhancerGanError  # noqa: E402
 from enhancer_gan.io_utils import OutputExistsError  # noqa: E402
+from experiments._cli import flags_parser  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", os.path.join("data_cache", "synthetic"), "Data set folder.")

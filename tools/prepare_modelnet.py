@@ -21,10 +21,10 @@ from absl import app, flags
 # Runnable as a plain script from a checkout (python tools/prepare_modelnet.py).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from enhancer_gan.cli import flags_parser  # noqa: E402
 from enhancer_gan.data import modelnet, voxel_cache  # noqa: E402
 from enhancer_gan.errors import EnhancerGanError  # noqa: E402
 from enhancer_gan.io_utils import atomic_write_text, check_can_write  # noqa: E402
+from experiments._cli import flags_parser  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("modelnet_dir", None, "ModelNet root: <class>/{train,test}/*.off.")

@@ -29,11 +29,11 @@ from absl import app, flags
 # Runnable as a plain script from a checkout (python tools/prepare_shapenet.py).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from enhancer_gan.cli import flags_parser  # noqa: E402
 from enhancer_gan.config import SHAPENET_SYNSETS, DataConfig  # noqa: E402
 from enhancer_gan.data import datasets  # noqa: E402
 from enhancer_gan.errors import EnhancerGanError  # noqa: E402
 from enhancer_gan.io_utils import atomic_write_text  # noqa: E402
+from experiments._cli import flags_parser  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "", "Root holding ShapeNetCore.v2/ and ShapeNetRendering/.")

@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from enhancer_gan.data.modelnet import MODELNET10_CLASSES, MODELNET40_CLASSES, SPLITS
+from enhancer_gan.data.modelnet_classes import MODELNET10_CLASSES, MODELNET40_CLASSES, SPLITS
 from enhancer_gan.data.npz import NpzReader
 from enhancer_gan.data.records import ShapeRecord
 from enhancer_gan.errors import ConfigError, DataError

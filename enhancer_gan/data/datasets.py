@@ -26,9 +26,11 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import shutil
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,6 +44,8 @@ from enhancer_gan.io_utils import atomic_path
 
 if TYPE_CHECKING:
     from enhancer_gan.data.pipeline import PairSource
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SYNTHETIC_DIR = os.path.join("data_cache", "synthetic")
 
@@ -288,13 +292,21 @@ def synthetic_root(
     """The built-in data set's folder for `cfg`; builds it first if `build`.
 
     Each (resolution, size, views, categories) has its own folder, so builds
-    never clobber each other.
+    never clobber each other. A `cfg.data_dir` that holds a complete build at
+    `resolution` is used as it is, whatever its other settings (categories
+    are then a filter).
     """
     root = cfg.data_dir
     if not root:
         cats = "-".join(sorted(cfg.categories)) or "all"
         name = f"r{resolution}_n{cfg.num_synthetic_per_category}_v{cfg.views_per_model}_{cats}"
         root = os.path.join(DEFAULT_SYNTHETIC_DIR, name)
+    elif build:
+        from enhancer_gan.data.synthetic import read_marker
+
+        marker = read_marker(root)
+        if marker and marker.get("resolution") == resolution:
+            return root  # a complete build the user named: read it as it is
     if build:
         from enhancer_gan.data.synthetic import ensure_synthetic_dataset
 
@@ -336,14 +348,16 @@ def load_shapes(
     cache_dir: str = "",
     seed: int = 0,
     progress: bool = True,
-    log=print,
+    log: Callable[[str], None] = logger.info,
     workers: int = 1,
     chunk_size: int = CHUNK_SIZE,
 ) -> ShapeSet:
     """Reads the data set named by `cfg` (its `split` for ModelNet/archives).
 
     For r2n2_v2, `workers` > 1 decodes grids in that many processes and
-    `chunk_size` sets the models per resumable part of the cache.
+    `chunk_size` sets the models per resumable part of the cache. One-line
+    summaries (what was indexed, what was left out) go to `log`, by default
+    this module's logger at INFO.
     """
     kind = cfg.kind
     if kind in ("synthetic", "r2n2"):
@@ -362,6 +376,13 @@ def load_shapes(
         index = shapenet.index_r2n2(*roots, cfg.categories)
         log(index.summary())
         records = tuple(index.records)
+        if kind == "synthetic":
+            # Train on the training split only; the held-out models are the
+            # generation report's reference (docs/DESIGN.md#generation-report).
+            from enhancer_gan.data.synthetic import model_splits
+
+            splits = model_splits(root)
+            records = tuple(r for r in records if splits.get(r.model_id) == cfg.split)
         packed = cached_packed_grids(records, shapenet.load_grid, resolution, cache_dir, progress)
         names = sorted({r.category for r in records})
         return ShapeSet(packed, resolution, records, tuple(names))
@@ -467,7 +488,7 @@ def load_training_source(
     cache_dir: str,
     seed: int = 0,
     progress: bool = True,
-    log=print,
+    log: Callable[[str], None] = logger.info,
     image_size: int | None = None,
 ) -> PairSource:
     """Shapes plus one list of rendered views per shape, ready for the pipeline.

@@ -8,9 +8,10 @@ archives (.npz with X_train, y_train, X_test, y_test such as the shared
 (`tools/prepare_modelnet.py`).
 
 Frames. ModelNet meshes are z up; the voxelizer turns them to the project's
-y-up frame (`MODELNET_UP_AXIS`).
+y-up frame (`modelnet_classes.MODELNET_UP_AXIS`).
 
-Labels are alphabetical class indices. For a tree whose class folders are all
+Labels are alphabetical class indices (the class lists live in
+`modelnet_classes.py`, which the archive and cache readers share). For a tree whose class folders are all
 ModelNet10 (or ModelNet40) classes, they index the full official class list,
 so a partial tree and the full data set (and the archives) agree.
 
@@ -22,32 +23,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from enhancer_gan.data.modelnet_classes import MODELNET10_CLASSES, MODELNET40_CLASSES, SPLITS
 from enhancer_gan.data.records import ShapeRecord
 from enhancer_gan.errors import ConfigError, DataError
-
-MODELNET10_CLASSES = (
-    "bathtub",
-    "bed",
-    "chair",
-    "desk",
-    "dresser",
-    "monitor",
-    "night_stand",
-    "sofa",
-    "table",
-    "toilet",
-)
-MODELNET40_CLASSES = tuple(
-    sorted(
-        """airplane bathtub bed bench bookshelf bottle bowl car chair cone cup curtain desk
-        door dresser flower_pot glass_box guitar keyboard lamp laptop mantel monitor
-        night_stand person piano plant radio range_hood sink sofa stairs stool table tent
-        toilet tv_stand vase wardrobe xbox""".split()
-    )
-)
-SPLITS = ("train", "test")
-MODELNET_UP_AXIS = "z"
-
 
 # ----------------------------------------------------------------------------
 # The mesh tree.
@@ -159,16 +137,3 @@ def index_modelnet(
         which = f" in {', '.join(selected)}" if categories else ""
         raise DataError(root, f"no .off meshes for split {split!r}{which}")
     return records
-
-
-# The archive reader moved to archives.py; these names are forwarded for
-# existing `from enhancer_gan.data.modelnet import load_archive` imports.
-_MOVED_TO_ARCHIVES = ("VoxelArchive", "archive_records", "archive_to_canonical", "load_archive")
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_ARCHIVES:
-        from enhancer_gan.data import archives
-
-        return getattr(archives, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

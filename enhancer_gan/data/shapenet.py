@@ -454,7 +454,7 @@ def read_obj(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
       vertices [V, 3] float64 and faces [F, 3] int64, in the file's frame.
 
     Raises:
-      MeshError: unreadable, or no triangles.
+      MeshError: unreadable, no triangles, or a vertex that is NaN or infinite.
     """
     import trimesh
 
@@ -466,7 +466,13 @@ def read_obj(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     faces = np.asarray(getattr(mesh, "faces", np.zeros((0, 3))), dtype=np.int64)
     if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
         raise MeshError(name, "the mesh has no triangles")
-    return np.asarray(mesh.vertices, dtype=np.float64), faces
+    vertices = np.asarray(mesh.vertices, dtype=np.float64).reshape(-1, 3)
+    # Checked here, before any arithmetic on them could warn about NaN or inf.
+    finite = np.isfinite(vertices).all(axis=1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise MeshError(name, f"vertex {i + 1} is not finite ({', '.join(map(str, vertices[i]))})")
+    return vertices, faces
 
 
 def voxelize_v2_mesh(path: str | os.PathLike, resolution: int) -> np.ndarray:

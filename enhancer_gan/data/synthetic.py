@@ -506,6 +506,25 @@ def ensure_synthetic_dataset(
     )
 
 
+def model_splits(root: str | os.PathLike) -> dict[str, str]:
+    """{model id: 'train' or 'test'} of the complete build in `root`.
+
+    The same split as the ModelNet-style meshes, for the 3D-R2N2-style grids
+    that training reads: the held-out ('test') models are the ones a
+    generation report compares samples with.
+
+    Raises:
+      DataError: `root` holds no complete build.
+    """
+    args = read_marker(root)
+    if args is None:
+        raise DataError(root, f"no complete synthetic build here (no readable '{DONE_MARKER}')")
+    models = synthetic_models(
+        args["num_per_category"], args["seed"], args["categories"], args["test_fraction"]
+    )
+    return {m.model_id: m.split for m in models}
+
+
 def preview_grids(
     root: str | os.PathLike, per_category: int = 4
 ) -> tuple[list[np.ndarray], list[str]]:

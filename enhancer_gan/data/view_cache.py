@@ -20,13 +20,16 @@ a damaged or stale cache is rebuilt, never trusted.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from enhancer_gan.errors import DataError
+from enhancer_gan.errors import DataError, tensorflow_reason
 from enhancer_gan.io_utils import atomic_path
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "decoded-views v1"
 _BUILD_BATCH = 256
@@ -72,9 +75,13 @@ def _find_bad_view(paths: Sequence[str], image_size: int) -> DataError:
     for p in paths:
         try:
             decode_view_uint8(tf.io.read_file(p), image_size).numpy()
-        except (tf.errors.OpError, OSError) as e:
-            message = getattr(e, "message", str(e)).strip().splitlines()[0]
-            return DataError(p, f"cannot decode view: {message}")
+        except OSError as e:
+            return DataError(p, f"cannot read view: {e.strerror or e}")
+        except tf.errors.NotFoundError as e:
+            reason = tensorflow_reason(e).removeprefix(f"{p};").strip()
+            return DataError(p, f"cannot read view: {reason}")
+        except tf.errors.OpError as e:
+            return DataError(p, f"cannot decode view: {tensorflow_reason(e)}")
     return DataError(paths[0] if paths else None, "cannot decode a view of this batch")
 
 
@@ -123,7 +130,7 @@ def decoded_views(
     image_size: int,
     cache_dir: str,
     progress: bool = True,
-    log=print,
+    log: Callable[[str], None] = logger.info,
 ) -> np.ndarray:
     """Every view of every model, decoded, as a read-only memory-mapped array.
 
@@ -132,7 +139,8 @@ def decoded_views(
       image_size: side S of the decoded views.
       cache_dir: folder of the cache file.
       progress: show a progress bar while building.
-      log: where a one-line message about a rebuilt cache goes.
+      log: where a one-line message about a rebuilt cache goes (default: this
+        module's logger, INFO).
 
     Returns:
       [V, S, S, 3] uint8, V the total number of views, rows in the order of

@@ -23,7 +23,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from enhancer_gan.data.modelnet import MODELNET10_CLASSES, MODELNET40_CLASSES, MODELNET_UP_AXIS
+from enhancer_gan.data.modelnet_classes import (
+    MODELNET10_CLASSES,
+    MODELNET40_CLASSES,
+    MODELNET_UP_AXIS,
+)
 from enhancer_gan.data.npz import read_npz
 from enhancer_gan.data.off import read_off
 from enhancer_gan.data.packing import pack_grids
@@ -130,29 +134,70 @@ def voxelize_split(
     """
     cache_path = os.fspath(cache_path)
     records = list(records)
+    keys = _record_keys(records)
+    if os.path.exists(cache_path) and not overwrite:
+        return _reuse_cache(cache_path, keys, resolution, up_axis, skip_failures)
+    class_names = tuple(class_names) if class_names is not None else _infer_class_names(records)
+    rows, kept, failures = _voxelize_records(
+        records, resolution, up_axis, skip_failures, workers, progress, cache_path
+    )
+    if not kept:
+        raise DataError(cache_path, f"none of the {len(records)} meshes could be voxelized")
+    packed = np.stack(rows)
+    _write_cache(cache_path, packed, kept, failures, class_names, resolution, up_axis)
+    return packed
+
+
+def _record_keys(records: list[ShapeRecord]) -> list[tuple[str, str]]:
+    """(category, model_id) of each record; refuses no records or a repeated key."""
     if not records:
         raise ConfigError("voxelize_split needs at least one record")
     keys = [(r.category, r.model_id) for r in records]
     if len(set(keys)) != len(keys):
         raise ConfigError("records hold the same (category, model_id) twice")
-    if os.path.exists(cache_path) and not overwrite:
-        packed, meta = load_voxel_cache(cache_path)
-        done = sorted(
-            [*zip(meta.categories, meta.model_ids)] + [(c, m) for m, c, _, _ in meta.failures]
-        )
-        if meta.resolution == resolution and meta.up_axis == up_axis and done == sorted(keys):
-            if meta.failures and not skip_failures:
-                _, _, path, problem = meta.failures[0]
-                raise MeshError(path, problem)
-            # Rows in the order of `records`, whatever order the cache was made in.
-            row_of = {key: i for i, key in enumerate(zip(meta.categories, meta.model_ids))}
-            return packed[[row_of[key] for key in keys if key in row_of]]
-        raise OutputExistsError(
-            f"{cache_path}: exists and holds other models or another resolution; "
-            "pass overwrite=True (--overwrite) to replace it"
-        )
-    class_names = tuple(class_names) if class_names is not None else _infer_class_names(records)
+    return keys
 
+
+def _reuse_cache(
+    cache_path: str,
+    keys: list[tuple[str, str]],
+    resolution: int,
+    up_axis: str,
+    skip_failures: bool,
+) -> np.ndarray:
+    """The rows of an existing cache for `keys`, in their order, if it was made from them.
+
+    Raises:
+      MeshError: it records a failed mesh and `skip_failures` is False.
+      OutputExistsError: it holds other models, resolution or up axis.
+    """
+    packed, meta = load_voxel_cache(cache_path)
+    done = sorted(
+        [*zip(meta.categories, meta.model_ids)] + [(c, m) for m, c, _, _ in meta.failures]
+    )
+    if meta.resolution == resolution and meta.up_axis == up_axis and done == sorted(keys):
+        if meta.failures and not skip_failures:
+            _, _, path, problem = meta.failures[0]
+            raise MeshError(path, problem)
+        # Rows in the order of `records`, whatever order the cache was made in.
+        row_of = {key: i for i, key in enumerate(zip(meta.categories, meta.model_ids))}
+        return packed[[row_of[key] for key in keys if key in row_of]]
+    raise OutputExistsError(
+        f"{cache_path}: exists and holds other models or another resolution; "
+        "pass overwrite=True (--overwrite) to replace it"
+    )
+
+
+def _voxelize_records(records, resolution, up_axis, skip_failures, workers, progress, cache_path):
+    """Voxelizes every record's mesh (in `workers` processes when > 1).
+
+    Returns:
+      (packed rows, the records they belong to, (model_id, category, path,
+      problem) of the meshes that failed), rows in the order of `records`.
+
+    Raises:
+      MeshError: the first failed mesh, unless `skip_failures`.
+    """
     from tqdm import tqdm
 
     paths = [r.voxel_path for r in records]
@@ -185,9 +230,11 @@ def voxelize_split(
                 continue
             rows.append(row)
             kept.append(record)
-    if not kept:
-        raise DataError(cache_path, f"none of the {len(records)} meshes could be voxelized")
-    packed = np.stack(rows)
+    return rows, kept, failures
+
+
+def _write_cache(cache_path, packed, kept, failures, class_names, resolution, up_axis) -> None:
+    """Writes the cache file atomically (see `load_voxel_cache` for its arrays)."""
     arrays = {
         "format_version": np.int64(CACHE_FORMAT_VERSION),
         "packed": packed,
@@ -203,7 +250,6 @@ def voxelize_split(
     }
     with atomic_path(cache_path) as tmp:
         np.savez_compressed(tmp, **arrays)
-    return packed
 
 
 def load_voxel_cache(cache_path: str | os.PathLike) -> tuple[np.ndarray, VoxelCacheMeta]:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 
 import numpy as np
 
 from enhancer_gan.config import DataConfig
 from enhancer_gan.errors import ConfigError
 from enhancer_gan.io_utils import check_can_write
+
+logger = logging.getLogger(__name__)
 
 
 def eval_data_config(dataset: str, data_dir: str, split: str, run_config) -> DataConfig:
@@ -46,7 +50,7 @@ def extract_dataset_features(
     float16: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    log=print,
+    log: Callable[[str], None] = logger.info,
 ) -> list[tuple[str, tuple[int, int]]]:
     """Writes <output_dir>/<split>.npz for each split; returns (path, shape) pairs."""
     from enhancer_gan.data.datasets import load_shapes

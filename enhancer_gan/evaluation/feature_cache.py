@@ -11,6 +11,7 @@ needs it is imported inside `run_features`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,6 +20,8 @@ from enhancer_gan.errors import ConfigError, DataError
 from enhancer_gan.evaluation.run_specs import RunSpec
 from enhancer_gan.evaluation.subsets import subsample_indices, subset_archive
 from enhancer_gan.io_utils import OutputExistsError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +98,7 @@ def run_features(
     batch_size: int = 32,
     overwrite: bool = False,
     progress: bool = False,
-    log: Callable[..., None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> dict[str, dict]:
     """Features of one run on each split, extracted once and then reused.
 

@@ -75,7 +75,10 @@ def reference_grids_for(
         raise ConfigError(f"max_count must be >= 0, got {max_count}")
     if categories is None:
         categories = tuple(run_config.data.categories)
-    cfg = eval_data_config(dataset, data_dir, split, run_config)
+    if dataset == "synthetic":
+        cfg = synthetic_split_config(data_dir, split, run_config)
+    else:
+        cfg = eval_data_config(dataset, data_dir, split, run_config)
     cfg = dataclasses.replace(cfg, categories=tuple(categories))
     shapes = load_shapes(cfg, resolution, cache_dir=cache_dir, progress=progress, log=log)
     if not shapes.records:
@@ -89,6 +92,54 @@ def reference_grids_for(
     return unpack_grids(packed, resolution)
 
 
+def synthetic_split_config(data_dir: str, split: str, run_config):
+    """The built-in data set's `split`, read exactly as training reads its grids.
+
+    The 3D-R2N2-style grids of the run's data settings (the same reader,
+    frame and placement as the training pairs), restricted to the split:
+    'test' holds the models that training never sees.
+    """
+    from enhancer_gan.config import DataConfig
+
+    cfg = run_config.data if run_config.data.kind == "synthetic" else DataConfig(kind="synthetic")
+    return dataclasses.replace(cfg, data_dir=data_dir or cfg.data_dir, split=split)
+
+
+REFERENCE_KINDS = ("synthetic", "archive", "modelnet")
+MAX_REFERENCE = 256
+
+
+def run_reference(
+    run_dir_or_config, num_ceiling: int = DEFAULT_NUM_SAMPLES, seed: int = 0, **kwargs
+) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, ceiling grids) for a run: its data set's held-out split and train grids.
+
+    The reference is the run's data set's test split (at most 256 grids,
+    the run's categories), read like its training grids; the ceiling is
+    `num_ceiling` grids of its training split, a seeded subset.
+
+    Raises:
+      ConfigError: the run's data set has no held-out split (ShapeNet kinds).
+    """
+    from enhancer_gan.config import ExperimentConfig
+
+    config = run_dir_or_config
+    if isinstance(config, str):
+        config = ExperimentConfig.load(os.path.join(config, "config.json"))
+    kind, data = config.data.kind, config.data
+    if kind not in REFERENCE_KINDS:
+        raise ConfigError(f"dataset {kind} has no held-out split to compare samples with")
+    common = dict(cache_dir=data.cache_dir, seed=seed, **kwargs)
+    r = config.model.resolution
+    reference = reference_grids_for(
+        kind, data.data_dir, "test", r, config, max_count=MAX_REFERENCE, **common
+    )
+    ceiling = reference_grids_for(
+        kind, data.data_dir, "train", r, config, max_count=num_ceiling, **common
+    )
+    return reference, ceiling
+
+
 def evaluate_run_generation(
     run_dir: str,
     reference_grids: np.ndarray,
@@ -98,34 +149,41 @@ def evaluate_run_generation(
     *,
     batch_size: int = 16,
     random_init: bool = False,
+    ceiling_grids: np.ndarray | None = None,
+    sampling: str = "",
+    average: bool = True,
 ) -> dict[str, Any]:
     """Samples a run's generator and scores the samples against real grids.
 
     Args:
       run_dir: the training run folder.
-      reference_grids: [M, R, R, R] held-out real grids (bool or [0, 1]).
+      reference_grids: [M, R, R, R] held-out real grids (bool or [0, 1]),
+        made like the training grids.
       num_samples: N, samples drawn (z from `generation.sample_noise(N, ., seed)`).
       seed: seeds z (and the report's subsets).
       checkpoint: checkpoint name or path ('' = the latest).
       batch_size: samples per generator call.
       random_init: use the untrained generator (a floor; no checkpoint needed).
+      ceiling_grids: real grids that are not in the reference (e.g. N grids of
+        the training split), scored against it as if they were samples: what a
+        generator that reproduced the data would reach. None = no ceiling.
+      sampling: a `generation.SAMPLING_MODES` mode ('' = the default).
+      average: sample the run's average of its generators' weights when it
+        keeps one (`training.ema`); False = the last iterate.
 
     Returns:
-      `generation_report`'s dict ('cov', 'mmd', 'one_nna', ...,
-      'generated_mean_occupancy', 'generated_empty_fraction',
-      'generated_solid_fraction', the same for 'real_') plus 'run_dir',
-      'checkpoint' ('random_init' or the path), 'step', 'seed', 'num_samples'.
+      `generation_report`'s dict ('cov', 'mmd', 'one_nna', ..., the shape
+      statistics 'generated_components', ...) plus 'run_dir', 'checkpoint'
+      ('random_init' or the path), 'step', 'seed', 'num_samples', 'sampling',
+      and 'ceiling': the same report of `ceiling_grids` (or None).
 
     Raises:
       ConfigError: num_samples or batch_size below 1, or the reference's
         resolution is not the run's.
       RunError: the run folder or checkpoint cannot be used.
     """
-    import tensorflow as tf
-
     from enhancer_gan.evaluation.generation_metrics import generation_report
-    from enhancer_gan.generation import generate_in_batches, sample_noise
-    from enhancer_gan.models import generate_voxels
+    from enhancer_gan.generation import DEFAULT_SAMPLING, generate_in_batches, sample_noise, sampler
     from enhancer_gan.training.runs import load_run
 
     if num_samples < 1 or batch_size < 1:
@@ -133,46 +191,77 @@ def evaluate_run_generation(
             f"num_samples and batch_size must be positive, got {num_samples}, {batch_size}"
         )
     reference_grids = np.asarray(reference_grids)
-    run = load_run(run_dir, checkpoint, random_init=random_init)
+    run = load_run(run_dir, checkpoint, random_init=random_init, average=average)
     r = run.config.model.resolution
-    if reference_grids.ndim != 4 or reference_grids.shape[1:] != (r, r, r):
-        raise ConfigError(
-            f"reference grids are {reference_grids.shape[1:]}, the run at {run_dir} "
-            f"generates {r}^3 grids"
-        )
-
-    def generate(z: np.ndarray) -> np.ndarray:
-        voxels, _ = generate_voxels(run.networks, tf.constant(z), training=False)
-        return voxels.numpy()[..., 0]
-
+    for name, grids in (("reference", reference_grids), ("ceiling", ceiling_grids)):
+        if grids is not None and (np.ndim(grids) != 4 or np.shape(grids)[1:] != (r, r, r)):
+            raise ConfigError(
+                f"{name} grids are {np.shape(grids)[1:]}, the run at {run_dir} "
+                f"generates {r}^3 grids"
+            )
+    sampling = sampling or DEFAULT_SAMPLING
     z = sample_noise(num_samples, run.config.model.latent_dim, seed)
-    generated = generate_in_batches(generate, z, batch_size)
+    generated = generate_in_batches(sampler(run.networks, sampling), z, batch_size)
     report = generation_report(generated, reference_grids, seed=seed)
     report.update(
-        run_dir=os.path.abspath(run_dir),
-        checkpoint=run.checkpoint_path or "random_init",
+        run_dir=_relative(run_dir),
+        checkpoint=_relative(run.checkpoint_path) if run.checkpoint_path else "random_init",
         step=run.step,
         seed=int(seed),
         num_samples=int(num_samples),
+        sampling=sampling,
+        averaged=run.averaged,
+        ceiling=None,
     )
+    if ceiling_grids is not None:
+        report["ceiling"] = generation_report(ceiling_grids, reference_grids, seed=seed)
     return report
 
 
+def _relative(path: str) -> str:
+    """`path` relative to the working folder when it lies below it, else absolute."""
+    path = os.path.abspath(path)
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+REPORT_ROWS = (
+    ("cov", "COV", "coverage, higher is better"),
+    ("mmd", "MMD", "minimum matching IoU distance, lower is better"),
+    ("one_nna", "1-NNA", "0.5 ideal, 1 = separable"),
+    ("generated_components", "components", "26-connected pieces per grid"),
+    ("generated_many_pieces_fraction", "> 3 pieces", "share of grids"),
+    ("generated_largest_share", "largest piece", "share of occupied voxels"),
+    ("generated_undecided", "undecided", "voxels with 0.2 < p < 0.8"),
+    ("generated_mean_occupancy", "occupancy", "mean share of occupied voxels"),
+)
+
+
 def format_report(report: dict[str, Any]) -> str:
-    """The report as a few readable lines (what tools/evaluate_generation.py prints)."""
+    """The report as a small table: samples beside the real-vs-real ceiling.
+
+    What tools/evaluate_generation.py and train.py --evaluate_generation print.
+    """
+    ceiling = report.get("ceiling")
     lines = [
         f"run {report.get('run_dir', '?')} ({os.path.basename(str(report.get('checkpoint')))}, "
-        f"step {report.get('step')}): {report['num_generated']} samples vs "
-        f"{report['num_real']} real {report['resolution']}^3 grids",
-        f"COV   {report['cov']:.4f}  (coverage, higher is better)",
-        f"MMD   {report['mmd']:.4f}  (minimum matching IoU distance, lower is better)",
-        f"1-NNA {report['one_nna']:.4f}  (0.5 ideal; generated {report['one_nna_generated']:.4f}, "
-        f"real {report['one_nna_real']:.4f})",
+        f"step {report.get('step')}, sampling {report.get('sampling', '?')}"
+        f"{', weight average' if report.get('averaged') else ''}): "
+        f"{report['num_generated']} samples vs {report['num_real']} held-out real "
+        f"{report['resolution']}^3 grids",
+        f"{'':14s}{'samples':>9s}{'ceiling' if ceiling else '':>9s}",
     ]
-    for who in ("generated", "real"):
-        lines.append(
-            f"{who:9s} mean occupancy {report[f'{who}_mean_occupancy']:.4f}, "
-            f"empty {report[f'{who}_empty_fraction']:.3f}, "
-            f"near-solid {report[f'{who}_solid_fraction']:.3f}"
+    for key, label, meaning in REPORT_ROWS:
+        best = f"{ceiling[key]:9.3f}" if ceiling else ""
+        lines.append(f"{label:14s}{report[key]:9.3f}{best}  ({meaning})")
+    lines.append(
+        f"held-out real grids: {report['real_components']:.2f} components, occupancy "
+        f"{report['real_mean_occupancy']:.3f}"
+        + (
+            f"; the ceiling row scores {ceiling['num_generated']} real grids that are "
+            "not in the reference as if they were samples"
+            if ceiling
+            else ""
         )
+    )
     return "\n".join(lines)

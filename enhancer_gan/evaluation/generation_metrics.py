@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from enhancer_gan.errors import ConfigError, DataError
+from enhancer_gan.evaluation import shape_stats
 
 OCCUPANCY_THRESHOLD = 0.5
 EMPTY_FRACTION = 0.001
@@ -155,7 +156,9 @@ def generation_report(
       a dict with 'cov', 'mmd', 'one_nna', 'one_nna_generated',
       'one_nna_real' (floats in [0, 1]), 'num_generated', 'num_real',
       'resolution', and per set ('generated_', 'real_') 'mean_occupancy',
-      'empty_fraction' (< 0.1% occupied), 'solid_fraction' (> 50% occupied).
+      'empty_fraction' (< 0.1% occupied), 'solid_fraction' (> 50% occupied),
+      and `shape_stats.summarize`'s 'components', 'many_pieces_fraction',
+      'largest_share', 'undecided' and 'occupancy' (of all the grids given).
 
     Raises:
       DataError: malformed grids or mismatched resolutions.
@@ -200,4 +203,8 @@ def generation_report(
     }
     report.update(_occupancy_stats(gen, "generated"))
     report.update(_occupancy_stats(ref, "real"))
+    # Speckle and indecision (shape_stats) of the raw values, before any subset.
+    for who, grids in (("generated", generated), ("real", real)):
+        for key, value in shape_stats.summarize(grids).items():
+            report[f"{who}_{key}"] = value
     return report

@@ -85,7 +85,7 @@ def subset_archive(
     Returns:
       `output_path`.
     """
-    from enhancer_gan.data.modelnet import load_archive
+    from enhancer_gan.data.archives import load_archive
 
     st = os.stat(archive_path)
     origin = {

@@ -22,6 +22,7 @@ needs it is imported inside the functions that run it).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 
@@ -51,6 +52,8 @@ from enhancer_gan.evaluation.report import (
     write_table,
 )
 from enhancer_gan.evaluation.run_specs import RunSpec, check_table3_labels
+
+logger = logging.getLogger(__name__)
 
 
 def _num_classes(splits: dict[str, dict]) -> int:
@@ -256,7 +259,7 @@ def evaluate_table1(
     batch_size: int = 32,
     overwrite: bool = False,
     progress: bool = False,
-    log: Callable[..., None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> dict:
     """Table 1: features, linear SVM, table1.md/.json, confusion and per-class PNGs.
 
@@ -297,7 +300,7 @@ def evaluate_table3(
     batch_size: int = 32,
     overwrite: bool = False,
     progress: bool = False,
-    log: Callable[..., None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> dict:
     """Table 3: accuracy per GE layer ('none', 'layer1'..'layer3'); table3.md/.json.
 
@@ -336,7 +339,7 @@ def evaluate_table2(
     batch_size: int = 32,
     overwrite: bool = False,
     progress: bool = False,
-    log: Callable[..., None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> dict:
     """Table 2 and Figure 4: retrieval mAP on the test split, PR curves of all runs.
 

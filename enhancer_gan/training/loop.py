@@ -27,21 +27,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
 from enhancer_gan.config import ExperimentConfig, incompatible_fields
-from enhancer_gan.errors import ConfigError, EnhancerGanError
+from enhancer_gan.errors import ConfigError, EnhancerGanError, tensorflow_reason
 from enhancer_gan.io_utils import atomic_write_text
 from enhancer_gan.training import checkpoints as ckpt_files
+
+logger = logging.getLogger(__name__)
 
 # A rough floor of free space needed to start: a few checkpoints of the
 # full-size model (about 100 M parameters x 3 Adam slots x 4 bytes ~ 1.2 GB).
@@ -155,18 +158,33 @@ def _sample_noise(config: ExperimentConfig) -> tf.Tensor:
     )
 
 
-def write_samples(trainer, z, step: int, run_dir: str, writer) -> str:
-    """Renders generated shapes (and GE's images) to TensorBoard and a PNG sheet."""
+def write_samples(trainer, z, step: int, run_dir: str, writer, networks=None) -> str:
+    """Renders generated shapes (and GE's images) to TensorBoard and a PNG sheet.
+
+    The shapes come from `networks` in inference mode when given (the
+    session's copy holding the generators' average, batch norm re-estimated:
+    what tools sample), else from the trainer's networks with batch
+    statistics, as the discriminator saw them (`generation.batch_samples`;
+    moving statistics untouched). Their speckle measures (`evaluation.shape_stats`) go to TensorBoard as
+    samples/components, samples/many_pieces_fraction, ...
+    """
+    from enhancer_gan.evaluation import shape_stats
+    from enhancer_gan.generation import batch_samples
+    from enhancer_gan.models import generate_voxels
     from enhancer_gan.voxels import mesh, sheet
 
-    voxels, outputs = trainer.generate(z, training=False)
+    if networks is None:
+        voxels, outputs = batch_samples(trainer.networks, z)
+    else:
+        voxels, outputs = generate_voxels(networks, z, training=False)
     grids = voxels.numpy()[..., 0] > 0.5
     picture = sheet.sheet_image(list(grids), ncols=min(8, len(grids)))
     path = os.path.join(run_dir, "samples", f"step_{step:08d}.png")
     sheet.save_sheet(path, list(grids), ncols=min(8, len(grids)))
     with writer.as_default(step=step):
         tf.summary.image("samples/voxels", picture[None], max_outputs=1)
-        tf.summary.scalar("samples/occupancy", float(grids.mean()))
+        for name, value in shape_stats.summarize(voxels.numpy()).items():
+            tf.summary.scalar(f"samples/{name}", value)
         tf.summary.histogram("samples/voxel_values", voxels)
         mesh.mesh_summary("samples/meshes", grids)
         if outputs is not None:
@@ -214,12 +232,249 @@ def _save_checkpoint(manager, step: int, run_dir: str) -> str:
                         tf.io.gfile.rmtree(path)
                     else:
                         tf.io.gfile.remove(path)
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else tensorflow_reason(e)
         keep = f"the last complete checkpoint is {last}" if last else "no checkpoint was saved yet"
         raise RunDirError(
             f"{run_dir}: cannot write the checkpoint of step {step}: {reason}; {keep}. "
             "Free some space (or fix the folder) and run the same command to resume."
         ) from None
+
+
+@contextlib.contextmanager
+def _precision_policy(mixed_precision: bool):
+    """Keras's global mixed_float16 policy while training; the previous one after.
+
+    Restored however the block ends (returned, raised, interrupted), so a
+    caller that trains and then builds float32 models is not surprised.
+    """
+    if not mixed_precision:
+        yield
+        return
+    previous = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)
+
+
+def _check_batch_split(batch_size: int, strategy: tf.distribute.Strategy) -> None:
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise ConfigError(
+            f"batch_size {batch_size} is not divisible by the "
+            f"{replicas} devices of the distribution strategy"
+        )
+
+
+def _find_resume(run_dir: str, write_dir: str, restart_if_damaged: bool) -> ckpt_files.Resume:
+    """The checkpoint to resume from; damaged ones are set aside before the data is loaded."""
+    checkpoint_dir = os.path.join(run_dir, "checkpoints")
+    if write_dir == run_dir:
+        return ckpt_files.prepare_resume(checkpoint_dir, restart_if_damaged=restart_if_damaged)
+    # The chief checks (and moves) damaged files; the others only read.
+    return ckpt_files.Resume(tf.train.latest_checkpoint(checkpoint_dir), None, "")
+
+
+def _load_source(config: ExperimentConfig, progress: bool, log: Callable[[str], None]):
+    from enhancer_gan.data.datasets import load_training_source
+
+    return load_training_source(
+        config.data,
+        resolution=config.model.resolution,
+        cache_dir=config.data.cache_dir or os.path.join(config.run_dir, "cache"),
+        seed=config.train.seed,
+        progress=progress,
+        log=log,
+        # Only the enhancer looks at views: no decoded-view cache without it.
+        image_size=config.model.image_size if config.model.use_enhancer else None,
+    )
+
+
+def _build_trainer(config: ExperimentConfig, strategy: tf.distribute.Strategy, write_dir: str):
+    """The seeded GanTrainer, its generators' average (or None) and the CheckpointManager.
+
+    The average (`training.ema`, config.train.generator_ema > 0) is saved in
+    the same checkpoint, so a resumed run continues it.
+    """
+    from enhancer_gan.training import ema
+    from enhancer_gan.training.trainer import GanTrainer
+
+    tf.keras.utils.set_random_seed(config.train.seed)
+    average = None
+    with strategy.scope():
+        trainer = GanTrainer(config.model, config.train)
+        if config.train.generator_ema:
+            average = ema.GeneratorAverage(trainer.networks, config.train.generator_ema)
+    num_parameters = sum(int(np.prod(v.shape)) for vs in trainer.variables_of.values() for v in vs)
+    _check_disk(write_dir, num_parameters)
+    extra = {ema.CHECKPOINT_NAME: average} if average is not None else {}
+    manager = tf.train.CheckpointManager(
+        trainer.checkpoint(**extra),
+        os.path.join(write_dir, "checkpoints"),
+        max_to_keep=config.train.max_checkpoints,
+        checkpoint_name=ckpt_files.CHECKPOINT_NAME,
+    )
+    return trainer, average, manager
+
+
+def _restore(trainer, manager, resume: ckpt_files.Resume, run_dir: str, resuming: bool, log):
+    """Restores `resume.prefix` (if any) and says in one line where the run starts."""
+    if resume.prefix:
+        try:
+            manager.checkpoint.restore(resume.prefix).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            reason = (
+                tensorflow_reason(e)
+                if isinstance(e, tf.errors.OpError)
+                else (str(e).strip().splitlines() or [type(e).__name__])[0]
+            )
+            raise RunDirError(
+                f"{resume.prefix}: the checkpoint reads whole but does not fit this model: "
+                f"{reason[:300]}"
+            ) from None
+        line = f"Resumed {run_dir} from {resume.prefix} at step {int(trainer.step.numpy())}."
+        if resume.notice:
+            line = f"{line[:-1]} after checking the checkpoints: {resume.notice}."
+        log(line)
+    elif resume.notice:
+        log(f"{run_dir}: {resume.notice}.")
+    elif resuming:
+        log(f"{run_dir}: config.json found but no checkpoint; starting from step 0.")
+
+
+def _pair_dataset(source, config: ExperimentConfig, start: int) -> tf.data.Dataset:
+    from enhancer_gan.data.pipeline import make_pair_dataset
+
+    return make_pair_dataset(
+        source,
+        batch_size=config.train.batch_size,
+        latent_dim=config.model.latent_dim,
+        num_noise=1 + config.train.generator_steps_per_discriminator_step,
+        seed=config.train.seed,
+        image_size=config.model.image_size,
+        start_step=start,
+    )
+
+
+@dataclasses.dataclass
+class _Session:
+    """What the steps of one `train` call write with."""
+
+    config: ExperimentConfig
+    trainer: object
+    manager: tf.train.CheckpointManager
+    write_dir: str  # run_dir, or a temporary folder on a non-chief worker
+    writer: object  # the tf.summary file writer of <write_dir>/train
+    sample_z: tf.Tensor
+    average: object = None  # training.ema.GeneratorAverage, or None
+
+    def __post_init__(self):
+        self.update_average = tf.function(self.average.update) if self.average else None
+        self._averaged = None
+
+    def averaged_networks(self):
+        """A copy of the networks holding the generators' average now, or None without one.
+
+        Built once, outside the strategy (sampling is local); its batch norm is
+        re-estimated on fresh z each time (`generation.recalibrate_batch_norm`).
+        """
+        if self.average is None:
+            return None
+        from enhancer_gan.generation import recalibrate_batch_norm
+        from enhancer_gan.models import build_networks
+
+        if self._averaged is None:
+            self._averaged = build_networks(self.config.model)
+        self.average.copy_to(self._averaged)
+        recalibrate_batch_norm(self._averaged)
+        return self._averaged
+
+    def save(self, step: int) -> str:
+        _check_finite(self.trainer.metric_results(), step, self.manager)
+        return _save_checkpoint(self.manager, step, self.config.run_dir)
+
+
+def _write_summaries(session: _Session, step: int, bar) -> dict[str, float]:
+    """The metrics since the last summary: checked, written, reset, shown on the bar."""
+    metrics = session.trainer.metric_results()
+    _check_finite(metrics, step, session.manager)
+    with session.writer.as_default(step=step):
+        for name, value in metrics.items():
+            tf.summary.scalar(name, value)
+    session.trainer.reset_metrics()
+    bar.set_postfix(
+        d_vox=f"{metrics['loss/voxel_discriminator']:.3f}",
+        g_vox=f"{metrics['loss/voxel_generator']:.3f}",
+        occ=f"{metrics['voxel/fake_occupancy']:.3f}",
+    )
+    return metrics
+
+
+def _after_step(session: _Session, step: int, bar) -> dict[str, float] | None:
+    """The summaries, samples and checkpoint due after `step`; the metrics if summarised."""
+    train_config = session.config.train
+    total = train_config.num_steps
+    metrics = None
+    if step % train_config.summary_every == 0 or step == total:
+        metrics = _write_summaries(session, step, bar)
+    if step % train_config.sample_every == 0 or step == total:
+        write_samples(
+            session.trainer,
+            session.sample_z,
+            step,
+            session.write_dir,
+            session.writer,
+            networks=session.averaged_networks(),
+        )
+    if step % train_config.checkpoint_every == 0 and step < total:
+        session.save(step)
+    return metrics
+
+
+def _final_save(session: _Session, step: int, start: int) -> str:
+    """The checkpoint of the last step (saved unless no step ran and one exists)."""
+    latest = session.manager.latest_checkpoint
+    return session.save(step) if step > start or not latest else latest
+
+
+def _run_steps(session: _Session, dataset, start: int, progress: bool):
+    """Steps start+1..num_steps (or until a signal), then the final save.
+
+    Returns:
+      (last step, the signal that stopped the loop or None, the last
+      summarised metrics or {}, the final checkpoint's path).
+    """
+    from tqdm.auto import tqdm
+
+    total = session.config.train.num_steps
+    run_dir = session.config.run_dir
+    metrics: dict[str, float] = {}
+    stopped_by = None
+    bar = tqdm(  # on stderr, beside the log lines on stdout
+        total=total,
+        initial=start,
+        disable=not progress,
+        unit="step",
+        dynamic_ncols=True,
+        desc=os.path.basename(os.path.normpath(run_dir)) or "train",
+    )
+    with _stop_on_signals() as stop, bar:
+        iterator = iter(dataset)
+        step = start
+        while step < total:
+            session.trainer.train_step(next(iterator))
+            if session.update_average is not None:
+                session.update_average()
+            step += 1
+            bar.update(1)
+            metrics = _after_step(session, step, bar) or metrics
+            if stop["signal"] is not None:
+                stopped_by = stop["signal"]
+                break
+        session.writer.flush()
+        path = _final_save(session, step, start)
+    return step, stopped_by, metrics, path
 
 
 def train(
@@ -228,7 +483,7 @@ def train(
     strategy: tf.distribute.Strategy | None = None,
     source=None,
     progress: bool = True,
-    log=print,
+    log: Callable[[str], None] = logger.info,
     restart_if_damaged: bool = False,
 ) -> TrainResult:
     """Trains (or resumes) the run described by `config` until num_steps.
@@ -239,162 +494,58 @@ def train(
       strategy: a tf.distribute strategy (default: the current one).
       source: a data.pipeline.PairSource to train on instead of loading
         config.data (tests).
-      progress: show a tqdm progress bar.
-      log: where one-line messages go.
+      progress: show a tqdm progress bar (on stderr).
+      log: where one-line messages go (default: this module's logger, INFO).
       restart_if_damaged: when no checkpoint of the run reads whole, move them
         all into checkpoints/damaged/ and start from step 0 (default: stop
         with a NoReadableCheckpointError that lists what was tried).
+
+    Keras's global precision policy is mixed_float16 during the call when
+    config.train.mixed_precision, and what it was before afterwards.
     """
-    from tqdm.auto import tqdm
-
-    from enhancer_gan.data.pipeline import make_pair_dataset
-    from enhancer_gan.training.trainer import GanTrainer
-
     t0 = time.time()
     run_dir = config.run_dir
     # Settings that cannot work are refused before the run folder is created.
     strategy = strategy or tf.distribute.get_strategy()
-    replicas = strategy.num_replicas_in_sync
-    if config.train.batch_size % replicas:
-        raise ConfigError(
-            f"batch_size {config.train.batch_size} is not divisible by the "
-            f"{replicas} devices of the distribution strategy"
-        )
+    _check_batch_split(config.train.batch_size, strategy)
     write_dir = _write_dir(strategy, run_dir)  # run_dir except on a non-chief worker
     resuming = _check_run_dir(write_dir, config)
-    # Damaged checkpoints are found (and set aside) before the data is loaded.
-    checkpoint_dir = os.path.join(run_dir, "checkpoints")
-    if write_dir == run_dir:
-        resume = ckpt_files.prepare_resume(checkpoint_dir, restart_if_damaged=restart_if_damaged)
-    else:  # the chief checks (and moves) damaged files; the others only read
-        latest = tf.train.latest_checkpoint(checkpoint_dir)
-        resume = ckpt_files.Resume(latest, None, "")
-    if config.train.mixed_precision:
-        tf.keras.mixed_precision.set_global_policy("mixed_float16")
-
-    if source is None:
-        from enhancer_gan.data.datasets import load_training_source
-
-        source = load_training_source(
-            config.data,
-            resolution=config.model.resolution,
-            cache_dir=config.data.cache_dir or os.path.join(run_dir, "cache"),
-            seed=config.train.seed,
-            progress=progress,
-            log=log,
-            # Only the enhancer looks at views: no decoded-view cache without it.
-            image_size=config.model.image_size if config.model.use_enhancer else None,
+    resume = _find_resume(run_dir, write_dir, restart_if_damaged)
+    with _precision_policy(config.train.mixed_precision):
+        if source is None:
+            source = _load_source(config, progress, log)
+        if source.resolution != config.model.resolution:
+            raise ConfigError(
+                f"data resolution {source.resolution} differs from model resolution "
+                f"{config.model.resolution}"
+            )
+        trainer, average, manager = _build_trainer(config, strategy, write_dir)
+        _restore(trainer, manager, resume, run_dir, resuming, log)
+        atomic_write_text(os.path.join(write_dir, "config.json"), config.to_json())
+        start = int(trainer.step.numpy())  # a MirroredVariable under a strategy
+        dataset = strategy.experimental_distribute_dataset(_pair_dataset(source, config, start))
+        session = _Session(
+            config,
+            trainer,
+            manager,
+            write_dir,
+            writer=tf.summary.create_file_writer(os.path.join(write_dir, "train")),
+            sample_z=_sample_noise(config),
+            average=average,
         )
-    if source.resolution != config.model.resolution:
-        raise ConfigError(
-            f"data resolution {source.resolution} differs from model resolution "
-            f"{config.model.resolution}"
-        )
-
-    tf.keras.utils.set_random_seed(config.train.seed)
-    with strategy.scope():
-        trainer = GanTrainer(config.model, config.train)
-    num_parameters = sum(int(np.prod(v.shape)) for vs in trainer.variables_of.values() for v in vs)
-    _check_disk(write_dir, num_parameters)
-
-    checkpoint = trainer.checkpoint()
-    manager = tf.train.CheckpointManager(
-        checkpoint,
-        os.path.join(write_dir, "checkpoints"),
-        max_to_keep=config.train.max_checkpoints,
-        checkpoint_name=ckpt_files.CHECKPOINT_NAME,
-    )
-    if resume.prefix:
-        try:
-            checkpoint.restore(resume.prefix).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as e:
-            raise RunDirError(
-                f"{resume.prefix}: the checkpoint reads whole but does not fit this model: "
-                f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__}"
-            ) from None
-        line = f"Resumed {run_dir} from {resume.prefix} at step {int(trainer.step.numpy())}."
-        if resume.notice:
-            line = f"{line[:-1]} after checking the checkpoints: {resume.notice}."
-        log(line)
-    elif resume.notice:
-        log(f"{run_dir}: {resume.notice}.")
-    elif resuming:
-        log(f"{run_dir}: config.json found but no checkpoint; starting from step 0.")
-    atomic_write_text(os.path.join(write_dir, "config.json"), config.to_json())
-
-    start = int(trainer.step.numpy())  # a MirroredVariable under a strategy
-    total = config.train.num_steps
-    dataset = make_pair_dataset(
-        source,
-        batch_size=config.train.batch_size,
-        latent_dim=config.model.latent_dim,
-        num_noise=1 + config.train.generator_steps_per_discriminator_step,
-        seed=config.train.seed,
-        image_size=config.model.image_size,
-        start_step=start,
-    )
-    dist_dataset = strategy.experimental_distribute_dataset(dataset)
-    writer = tf.summary.create_file_writer(os.path.join(write_dir, "train"))
-    sample_z = _sample_noise(config)
-    metrics: dict[str, float] = {}
-    interrupted = False
-
-    def save(step):
-        _check_finite(trainer.metric_results(), step, manager)
-        return _save_checkpoint(manager, step, run_dir)
-
-    bar = tqdm(
-        total=total,
-        initial=start,
-        disable=not progress,
-        unit="step",
-        dynamic_ncols=True,
-        desc=os.path.basename(os.path.normpath(run_dir)) or "train",
-        file=sys.stdout,
-    )
-    with _stop_on_signals() as stop, bar:
-        iterator = iter(dist_dataset)
-        step = start
-        while step < total:
-            trainer.train_step(next(iterator))
-            step += 1
-            bar.update(1)
-            if step % config.train.summary_every == 0 or step == total:
-                metrics = trainer.metric_results()
-                _check_finite(metrics, step, manager)
-                with writer.as_default(step=step):
-                    for name, value in metrics.items():
-                        tf.summary.scalar(name, value)
-                trainer.reset_metrics()
-                bar.set_postfix(
-                    d_vox=f"{metrics['loss/voxel_discriminator']:.3f}",
-                    g_vox=f"{metrics['loss/voxel_generator']:.3f}",
-                    occ=f"{metrics['voxel/fake_occupancy']:.3f}",
-                )
-            if step % config.train.sample_every == 0 or step == total:
-                write_samples(trainer, sample_z, step, write_dir, writer)
-            if step % config.train.checkpoint_every == 0 and step < total:
-                save(step)
-            if stop["signal"] is not None:
-                interrupted = True
-                break
-        writer.flush()
-        path = (
-            save(step)
-            if step > start or not manager.latest_checkpoint
-            else (manager.latest_checkpoint)
-        )
-    if interrupted:
+        step, stopped_by, metrics, path = _run_steps(session, dataset, start, progress)
+        metrics = metrics or trainer.metric_results()
+    if stopped_by is not None:
         log(
-            f"Stopped by signal {stop['signal']} at step {step}; checkpoint {path}. "
+            f"Stopped by signal {stopped_by} at step {step}; checkpoint {path}. "
             f"Resume with the same command (same --run_dir={run_dir})."
         )
     if write_dir != run_dir:
         shutil.rmtree(write_dir, ignore_errors=True)
     return TrainResult(
         step=step,
-        interrupted=interrupted,
-        metrics=metrics or trainer.metric_results(),
+        interrupted=stopped_by is not None,
+        metrics=metrics,
         checkpoint_path=path,
         seconds=time.time() - t0,
     )

@@ -33,6 +33,7 @@ class LoadedRun:
     networks: object  # enhancer_gan.models.Networks
     checkpoint_path: str | None  # None: random initialisation
     step: int
+    averaged: bool = False  # the generators hold the run's average of their weights
 
 
 def network_parts(networks) -> dict:
@@ -59,7 +60,9 @@ def find_checkpoint(run_dir: str, checkpoint: str = "") -> str:
     return select_checkpoint(os.path.join(run_dir, "checkpoints"), checkpoint, run_dir=run_dir)
 
 
-def load_run(run_dir: str, checkpoint: str = "", random_init: bool = False) -> LoadedRun:
+def load_run(
+    run_dir: str, checkpoint: str = "", random_init: bool = False, average: bool = True
+) -> LoadedRun:
     """Builds a run's networks and restores their weights.
 
     Args:
@@ -67,8 +70,13 @@ def load_run(run_dir: str, checkpoint: str = "", random_init: bool = False) -> L
       checkpoint: a checkpoint name or path; default the latest.
       random_init: keep the random initialisation (the random-feature floor);
         the weights are seeded by the run's seed.
+      average: when the run keeps an average of its generators' weights
+        (`training.ema`), put it into the generators (what sampling uses;
+        their batch-norm statistics are then the last iterate's: sample
+        with `generation.sampler`). False: the last iterate.
     """
     from enhancer_gan.models import build_networks
+    from enhancer_gan.training import ema
 
     config_path = os.path.join(run_dir, "config.json")
     if not os.path.exists(config_path):
@@ -80,7 +88,12 @@ def load_run(run_dir: str, checkpoint: str = "", random_init: bool = False) -> L
         return LoadedRun(config, networks, None, 0)
     path = find_checkpoint(run_dir, checkpoint)
     step = tf.Variable(0, dtype=tf.int64)
-    ckpt = tf.train.Checkpoint(step=step, **network_parts(networks))
+    parts = network_parts(networks)
+    averaged = None
+    if config.train.generator_ema and average:
+        averaged = ema.GeneratorAverage(networks, config.train.generator_ema)
+        parts[ema.CHECKPOINT_NAME] = averaged
+    ckpt = tf.train.Checkpoint(step=step, **parts)
     try:
         ckpt.restore(path).expect_partial().assert_existing_objects_matched()
     except (AssertionError, tf.errors.OpError, ValueError, IndexError) as e:
@@ -90,4 +103,6 @@ def load_run(run_dir: str, checkpoint: str = "", random_init: bool = False) -> L
             f"({os.path.join(run_dir, 'config.json')}): was it made for another "
             f"configuration? {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"
         ) from None
-    return LoadedRun(config, networks, path, int(step))
+    if averaged is not None:
+        averaged.copy_to(networks)
+    return LoadedRun(config, networks, path, int(step), averaged is not None)

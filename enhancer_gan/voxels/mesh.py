@@ -48,9 +48,12 @@ def voxels_to_mesh(
         )
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold}")
-    values = grid.astype(np.float32)
-    if not np.all(np.isfinite(values)):
+    if grid.dtype.kind == "f" and not np.all(np.isfinite(grid)):
         raise DataError(None, "voxels_to_mesh: grid contains NaN or infinite values")
+    with np.errstate(over="ignore"):  # checked just below, without a numpy warning
+        values = grid.astype(np.float32)
+    if not np.all(np.isfinite(values)):
+        raise DataError(None, "voxels_to_mesh: grid values exceed the float32 range")
     empty = np.zeros((0, 3), dtype), np.zeros((0, 3), np.int64)
     if not values.max() > threshold:
         # Nothing inside. (A grid full everywhere still has a surface: the

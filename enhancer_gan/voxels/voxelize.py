@@ -81,9 +81,11 @@ def normalize_to_grid(
       [V, 3] float64 grid coordinates.
 
     Raises:
-      MeshError: the bounding box has no extent (all vertices equal) or its
-        size is not a finite number.
+      MeshError: a vertex is NaN or infinite, the bounding box has no extent
+        (all vertices equal) or its size is not a finite number.
     """
+    if not np.isfinite(vertices).all():
+        raise MeshError(name, "cannot voxelize: vertices are not all finite")
     lo = vertices.min(axis=0)
     hi = vertices.max(axis=0)
     with np.errstate(over="ignore", invalid="ignore"):
