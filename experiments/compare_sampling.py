@@ -30,6 +30,12 @@ flags.DEFINE_bool(
 flags.DEFINE_integer("num_samples", 64, "Samples per mode (and training grids in the ceiling).")
 flags.DEFINE_integer("seed", 0, "Seed of z and of the ceiling's grids.")
 flags.DEFINE_integer("batch_size", 64, "Samples per generator call ('batch' mode: the batch).")
+flags.DEFINE_string(
+    "reference_dir",
+    "",
+    "Another build of the run's data set kind whose test split is the reference "
+    "(default: the run's own held-out split).",
+)
 flags.DEFINE_string("output", "", "JSON file of all reports ('' = print only).")
 FLAGS = flags.FLAGS
 
@@ -49,7 +55,9 @@ def main(argv):
             raise EnhancerGanError("--run_dirs is required")
         out = []
         for run_dir in FLAGS.run_dirs:
-            reference, ceiling = run_reference(run_dir, FLAGS.num_samples, FLAGS.seed)
+            reference, ceiling = run_reference(
+                run_dir, FLAGS.num_samples, FLAGS.seed, FLAGS.reference_dir
+            )
             config = ExperimentConfig.load(os.path.join(run_dir, "config.json"))
             averages = (
                 [True, False] if config.train.generator_ema and FLAGS.both_weights else [True]

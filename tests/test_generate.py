@@ -93,3 +93,19 @@ def test_generate_tool_from_a_run_and_from_its_export(tmp_path):
     # Running again refuses to overwrite, with one clear line.
     proc = subprocess.run(cmd[:-1], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2 and "error:" in proc.stderr and "--overwrite" in proc.stderr
+    # --largest_component (display post-processing) keeps one piece of each shape.
+    from enhancer_gan.evaluation.shape_stats import per_grid_stats
+
+    out3 = str(tmp_path / "gen3")
+    cmd3 = [*cmd[:3], f"--output_dir={out3}", "--num_samples=3", "--largest_component"]
+    proc = subprocess.run(cmd3, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "post-processing" in proc.stdout
+    raw = np.stack(
+        [read_binvox(os.path.join(out, f"sample_{i:04d}.binvox")).grid for i in range(3)]
+    )
+    kept = np.stack(
+        [read_binvox(os.path.join(out3, f"sample_{i:04d}.binvox")).grid for i in range(3)]
+    )
+    assert per_grid_stats(kept)["components"].max() <= 1
+    assert not (kept & ~raw).any()  # only removes voxels

@@ -110,13 +110,20 @@ MAX_REFERENCE = 256
 
 
 def run_reference(
-    run_dir_or_config, num_ceiling: int = DEFAULT_NUM_SAMPLES, seed: int = 0, **kwargs
+    run_dir_or_config,
+    num_ceiling: int = DEFAULT_NUM_SAMPLES,
+    seed: int = 0,
+    reference_dir: str = "",
+    **kwargs,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(reference, ceiling grids) for a run: its data set's held-out split and train grids.
 
     The reference is the run's data set's test split (at most 256 grids,
     the run's categories), read like its training grids; the ceiling is
     `num_ceiling` grids of its training split, a seeded subset.
+    `reference_dir` reads the reference from another build of the same kind
+    instead (e.g. a larger built-in set, whose test split holds shapes that
+    neither the run nor its own held-out split contain).
 
     Raises:
       ConfigError: the run's data set has no held-out split (ShapeNet kinds).
@@ -132,7 +139,7 @@ def run_reference(
     common = dict(cache_dir=data.cache_dir, seed=seed, **kwargs)
     r = config.model.resolution
     reference = reference_grids_for(
-        kind, data.data_dir, "test", r, config, max_count=MAX_REFERENCE, **common
+        kind, reference_dir or data.data_dir, "test", r, config, max_count=MAX_REFERENCE, **common
     )
     ceiling = reference_grids_for(
         kind, data.data_dir, "train", r, config, max_count=num_ceiling, **common

@@ -1,0 +1,117 @@
+"""Markdown table of generation reports: samples beside their ceiling, with the demo's targets.
+
+  python experiments/generation_table.py docs/results_demo/seed*.json > docs/results_demo/table.md
+  python experiments/generation_table.py --by=category docs/results_generation/*.json
+
+Each input is a JSON report of `evaluation.generation_eval.evaluate_run_generation`
+(train.py --evaluate_generation, tools/evaluate_generation.py, or a list of
+them from experiments/compare_sampling.py: the first of the list is used).
+`--by=seed` (default) prints mean ± std over the reports and each one's check
+against the demo's targets (docs/RESULTS.md#generation); `--by=category`
+prints one row per report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from experiments._cli import flags_parser  # noqa: E402
+
+flags.DEFINE_enum("by", "seed", ["seed", "category"], "Rows: one per measure, or one per file.")
+FLAGS = flags.FLAGS
+
+MEASURES = (
+    ("cov", "COV"),
+    ("mmd", "MMD"),
+    ("one_nna", "1-NNA"),
+    ("generated_components", "components / grid"),
+    ("generated_many_pieces_fraction", "share in > 3 pieces"),
+    ("generated_largest_share", "largest piece"),
+    ("generated_undecided", "undecided voxels"),
+    ("generated_mean_occupancy", "occupancy"),
+)
+
+
+def targets(report: dict) -> dict[str, bool]:
+    """The demo's targets (issue 18): COV >= 0.75 ceiling, 1-NNA <= 0.85, speckle limits."""
+    ceiling = report["ceiling"]
+    return {
+        "COV >= 0.75 ceiling": report["cov"] >= 0.75 * ceiling["cov"],
+        "1-NNA <= 0.85": report["one_nna"] <= 0.85,
+        "components <= 2.0": report["generated_components"] <= 2.0,
+        "> 3 pieces <= 15%": report["generated_many_pieces_fraction"] <= 0.15,
+    }
+
+
+def load(path: str) -> dict:
+    with open(path) as f:
+        report = json.load(f)
+    return report[0] if isinstance(report, list) else report
+
+
+def by_seed(reports: list[dict], names: list[str]) -> str:
+    lines = [
+        f"| measure | samples (mean ± std, {len(reports)} runs) | ceiling | "
+        + " | ".join(names)
+        + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    for key, label in MEASURES:
+        values = np.array([r[key] for r in reports])
+        ceiling = np.mean([r["ceiling"][key] for r in reports])
+        spread = f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
+        each = " | ".join(f"{v:.3f}" for v in values)
+        lines.append(f"| {label} | {spread} | {ceiling:.3f} | {each} |")
+    checks = [targets(r) for r in reports]
+    for name in checks[0]:
+        marks = " | ".join("yes" if c[name] else "**no**" for c in checks)
+        lines.append(
+            f"| target: {name} | {sum(c[name] for c in checks)}/{len(checks)} | | {marks} |"
+        )
+    return "\n".join(lines)
+
+
+def by_category(reports: list[dict], names: list[str]) -> str:
+    head = " | ".join(label for _, label in MEASURES[:5])
+    lines = [
+        f"| run | held-out | {head} | ceiling COV | ceiling 1-NNA |",
+        "|---|---|" + "---|" * 7,
+    ]
+    for name, r in zip(names, reports):
+        cells = " | ".join(f"{r[key]:.3f}" for key, _ in MEASURES[:5])
+        c = r["ceiling"]
+        lines.append(
+            f"| {name} | {r['num_real']} | {cells} | {c['cov']:.3f} | {c['one_nna']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv):
+    paths = argv[1:]
+    if not paths:
+        print("error: give one or more report JSON files", file=sys.stderr)
+        return 2
+    try:
+        reports = [load(p) for p in paths]
+        missing = [p for p, r in zip(paths, reports) if not r.get("ceiling")]
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if missing:
+        print(f"error: {missing[0]}: the report has no ceiling row", file=sys.stderr)
+        return 2
+    names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    print(by_seed(reports, names) if FLAGS.by == "seed" else by_category(reports, names))
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=flags_parser(FLAGS))
