@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Screening of training recipes for docs/RESULTS.md ("Finding a recipe that
-# learns"): every recipe on ONE seed at the small protocol (ModelNet10 train
+# Screening of training recipes for docs/RESULTS.md (section "The screen
+# (seed 0, validation split)"): every recipe on ONE seed at the small protocol (ModelNet10 train
 # split at 32^3, 1/8 width, batch 32, STEPS steps, a checkpoint every EVERY
 # steps). Recipes are scored afterwards on a validation split carved from the
 # train split by experiments/feature_curve.py; the test split is not touched.
