@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import logging
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -36,6 +37,8 @@ TRAIN_TAGS = (
     "voxel/real_occupancy",
     "gate/voxel_discriminator_skipped",
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +121,7 @@ def feature_curve(
     c_values: Sequence[float] | None = None,
     batch_size: int = 64,
     last_only: bool = False,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> dict:
     """Scores the floor and every checkpoint of `run_dir`; reuses `previous` results.
 

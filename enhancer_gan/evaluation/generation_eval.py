@@ -16,6 +16,7 @@ empty set.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,6 +26,8 @@ import numpy as np
 from enhancer_gan.errors import ConfigError, DataError
 
 DEFAULT_NUM_SAMPLES = 64
+
+logger = logging.getLogger(__name__)
 
 
 def reference_grids_for(
@@ -39,7 +42,7 @@ def reference_grids_for(
     seed: int = 0,
     cache_dir: str = "",
     progress: bool = False,
-    log: Callable[..., None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> np.ndarray:
     """Held-out real grids to compare a run's samples with.
 

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The recipe screen behind experiments/configs/demo.cfg (docs/RESULTS.md#generation):
+# README command 1's data and networks, seed 0, each recipe trained and its
+# samples scored against the held-out split beside the ceiling.
+#
+#   bash experiments/screen_generation.sh                      # every row below
+#   ROWS="paper r1_10" bash experiments/screen_generation.sh
+#
+# Rows start from demo.cfg with the paper's recipe (--r1_gamma=0
+# --generator_ema=0, 1000 steps) and add their flags. A row whose result file
+# exists is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS="${RUNS:-runs/screen_generation}"
+RESULTS="${RESULTS:-docs/results_generation/screen}"
+EXTRA="${EXTRA:-}"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+PAPER="--r1_gamma=0 --generator_ema=0 --num_steps=1000"
+
+flags_of() {
+    case "$1" in
+        paper) echo "" ;;
+        r1_10) echo "--r1_gamma=10" ;;
+        r1_30) echo "--r1_gamma=30" ;;
+        r1_10_steps1500) echo "--r1_gamma=10 --num_steps=1500" ;;
+        r1_10_ema) echo "--r1_gamma=10 --generator_ema=0.99" ;;
+        augment) echo "--discriminator_augment" ;;
+        *) echo "unknown row $1" >&2; exit 2 ;;
+    esac
+}
+
+ROWS="${ROWS:-paper r1_10 r1_30 r1_10_steps1500 r1_10_ema}"
+mkdir -p "$RESULTS"
+for row in $ROWS; do
+    extra=$(flags_of "$row")
+    out="$RESULTS/$row.json"
+    [ -f "$out" ] && { echo "$out: done; skipped"; continue; }
+    start=$(date +%s)
+    # shellcheck disable=SC2086
+    python experiments/train.py --flagfile=experiments/configs/demo.cfg \
+        --run_dir="$RUNS/$row" --noevaluate_generation $PAPER $extra $EXTRA
+    echo "$row: trained in $(($(date +%s) - start)) s"
+    python experiments/compare_sampling.py --run_dirs="$RUNS/$row" --modes=recalibrated \
+        --noboth_weights --output="$out"
+done
+# shellcheck disable=SC2046
+python experiments/generation_table.py $(for r in $ROWS; do echo "$RESULTS/$r.json"; done)
