@@ -98,3 +98,15 @@ def test_reproduction_script_at_toy_size(tmp_path):
     # A second run finds every result and trains nothing.
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and again.stdout.count("done; skipped") == 2
+
+
+def test_generation_screen_refuses_an_unknown_row(tmp_path):
+    proc = subprocess.run(
+        ["bash", str(ROOT / "experiments" / "screen_generation.sh")],
+        cwd=ROOT,
+        env=dict(os.environ, ROWS="r1_typo", RUNS=str(tmp_path), RESULTS=str(tmp_path / "r")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "unknown row r1_typo" in proc.stderr
