@@ -148,6 +148,14 @@ def test_silhouette_of_centred_cube_is_centred_and_symmetric():
     np.testing.assert_array_equal(mask, mask[:, ::-1])
     rows, cols = np.nonzero(mask)
     assert abs(rows.mean() - 31.5) < 1.0 and abs(cols.mean() - 31.5) < 1.0
+    # Face-on the cube is as symmetric and centred, but narrower: turned by 45
+    # degrees it shows its diagonal (40 pixels wide against 36; an azimuth
+    # that is ignored, or read as radians, fails here or above).
+    front = silhouette(grid, 0.0, 0.0, 0.8, 64)
+    np.testing.assert_array_equal(front, front[:, ::-1])
+    front_cols = np.nonzero(front.any(axis=0))[0]
+    assert len(np.nonzero(mask.any(axis=0))[0]) >= len(front_cols) + 3
+    assert abs(front_cols.mean() - 31.5) < 1.0
 
 
 def test_silhouette_matches_projected_voxel_centres():
