@@ -8,7 +8,9 @@ Each input is a JSON report of `evaluation.generation_eval.evaluate_run_generati
 them from experiments/compare_sampling.py: the first of the list is used).
 `--by=seed` (default) prints mean ± std over the reports and each one's check
 against the demo's targets (docs/RESULTS.md#generation); `--by=category`
-prints one row per report.
+prints one row per report; `--by=sampling` one row per sampling mode and
+weights (average or last iterate) of compare_sampling's lists, averaged over
+the files.
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ from absl import app, flags  # noqa: E402
 
 from experiments._cli import flags_parser  # noqa: E402
 
-flags.DEFINE_enum("by", "seed", ["seed", "category"], "Rows: one per measure, or one per file.")
+flags.DEFINE_enum(
+    "by",
+    "seed",
+    ["seed", "category", "sampling"],
+    "Rows: one per measure, one per file, or one per sampling mode (mean over the files).",
+)
 FLAGS = flags.FLAGS
 
 MEASURES = (
@@ -51,10 +58,28 @@ def targets(report: dict) -> dict[str, bool]:
     }
 
 
-def load(path: str) -> dict:
+def load(path: str, every: bool = False):
+    """The file's report (the first of a list), or with `every` all of them as a list."""
     with open(path) as f:
         report = json.load(f)
+    if every:
+        return report if isinstance(report, list) else [report]
     return report[0] if isinstance(report, list) else report
+
+
+def by_sampling(paths: list[str]) -> str:
+    """Mean over the files of each (sampling mode, weights) the files hold."""
+    rows: dict[tuple[str, bool], list[dict]] = {}
+    for path in paths:
+        for r in load(path, every=True):
+            rows.setdefault((r["sampling"], bool(r.get("averaged"))), []).append(r)
+    head = " | ".join(label for _, label in MEASURES)
+    lines = [f"| sampling | weights | runs | {head} |", "|---|---|---|" + "---|" * len(MEASURES)]
+    for (mode, averaged), reports in rows.items():
+        cells = " | ".join(f"{np.mean([r[k] for r in reports]):.3f}" for k, _ in MEASURES)
+        weights = "average" if averaged else "last iterate"
+        lines.append(f"| {mode} | {weights} | {len(reports)} | {cells} |")
+    return "\n".join(lines)
 
 
 def by_seed(reports: list[dict], names: list[str]) -> str:
@@ -109,7 +134,12 @@ def main(argv):
         print(f"error: {missing[0]}: the report has no ceiling row", file=sys.stderr)
         return 2
     names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-    print(by_seed(reports, names) if FLAGS.by == "seed" else by_category(reports, names))
+    if FLAGS.by == "sampling":
+        print(by_sampling(paths))
+    elif FLAGS.by == "seed":
+        print(by_seed(reports, names))
+    else:
+        print(by_category(reports, names))
     return 0
 
 

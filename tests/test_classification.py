@@ -115,13 +115,6 @@ def test_cv_ties_choose_the_smallest_c():
     assert result.c == 1.0
 
 
-def test_cv_uses_stratified_folds_of_the_requested_count():
-    x, y, _, _ = _blobs(5)
-    result = fit_linear_svm(x, y, c_values=(0.1, 1.0), cv_folds=4)
-    assert all(len(s) == 4 for s in result.cv_scores.values())
-    assert set(result.cv_scores) == {0.1, 1.0}
-
-
 def test_standardisation_uses_train_statistics_only():
     x, y, xt, yt = _blobs(6)
     x[:, 3] = 7.0  # constant on train

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from enhancer_gan.data.pipeline import make_pair_dataset
+from enhancer_gan.training.runs import network_parts
 from enhancer_gan.training.trainer import GanTrainer
 from tests.helpers import tiny_model_config, tiny_source, tiny_train_config
 
@@ -36,16 +37,8 @@ def one_step(request, tmp_path_factory):
     trainer = GanTrainer(tiny_model_config(use_enhancer=use_enhancer), tiny_train_config())
     source, _ = tiny_source(str(tmp_path_factory.mktemp("data")), n=4, res=32, views=2)
     batch = next(iter(make_pair_dataset(source, 2, image_size=32)))
-    nets = trainer.networks
-    models = {
-        "voxel_generator": nets.voxel_generator,
-        "voxel_discriminator": nets.voxel_discriminator,
-    }
-    if use_enhancer:
-        models["enhancer_generator"] = nets.enhancer_generator
-        models["enhancer_discriminator"] = nets.enhancer_discriminator
-    else:
-        models["latent_projector"] = nets.latent_projector
+    models = network_parts(trainer.networks)  # every network the step runs
+    assert ("latent_projector" in models) != use_enhancer
     before = {
         "step": int(trainer.step),
         "iterations": {n: int(o.iterations) for n, o in trainer.optimizers.items()},

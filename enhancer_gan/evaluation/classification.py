@@ -31,6 +31,7 @@ This module must not import TensorFlow.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -217,6 +218,52 @@ def _select_c(
     return chosen, scores
 
 
+@contextlib.contextmanager
+def _stage(timings: dict[str, float], name: str):
+    """Records the seconds the block took as timings[name]."""
+    start = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - start
+
+
+def _check_fit_inputs(train_x, train_y, c_values, cv_folds: int, method: str, n_jobs: int):
+    """`fit_linear_svm`'s arguments checked: (train_x, train_y, c_values, classes)."""
+    if method not in ("kernel", "primal"):
+        raise ConfigError(f"method must be 'kernel' or 'primal', got {method!r}")
+    if n_jobs < 1:
+        raise ConfigError(f"n_jobs must be positive, got {n_jobs}")
+    c_values = _check_c_values(c_values, cv_folds)
+    train_x = check_features(train_x, "train_x")
+    train_y = check_labels(train_y, train_x.shape[0], "train_y")
+    classes = np.unique(train_y)
+    if classes.size < 2:
+        raise DataError(None, f"train_y must hold at least two classes, got {classes.tolist()}")
+    return train_x, train_y, c_values, classes
+
+
+def _fit_standardizer(
+    train_x: np.ndarray, standardize: bool, method: str, block_bytes: int
+) -> Standardizer | None:
+    """The train split's standardiser, or None (then 'primal' needs finite features)."""
+    if standardize:
+        return fit_standardizer(train_x, block_bytes=block_bytes)
+    if method == "primal" and not np.all(np.isfinite(train_x)):
+        raise DataError(None, "train_x holds NaN or infinity")
+    return None
+
+
+def _fit_inputs(train_x, standardizer, method: str, block_bytes: int):
+    """What the SVMs train on: (K = Z Z^T, None) for 'kernel', (None, Z) for 'primal'."""
+    if method == "kernel":
+        kernel = linear_kernel(
+            train_x, standardizer=standardizer, block_bytes=block_bytes, names=("train_x", "")
+        )
+        return kernel, None
+    if standardizer:
+        return None, standardizer.transform(train_x)
+    return None, np.asarray(train_x, np.float64)
+
+
 def fit_linear_svm(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -256,52 +303,24 @@ def fit_linear_svm(
       DataError: malformed features or labels, NaN/inf, fewer than two
         classes, or a class too rare for `cv_folds`.
     """
-    if method not in ("kernel", "primal"):
-        raise ConfigError(f"method must be 'kernel' or 'primal', got {method!r}")
-    if n_jobs < 1:
-        raise ConfigError(f"n_jobs must be positive, got {n_jobs}")
-    c_values = _check_c_values(c_values, cv_folds)
-    train_x = check_features(train_x, "train_x")
-    train_y = check_labels(train_y, train_x.shape[0], "train_y")
-    classes = np.unique(train_y)
-    if classes.size < 2:
-        raise DataError(None, f"train_y must hold at least two classes, got {classes.tolist()}")
-
+    train_x, train_y, c_values, classes = _check_fit_inputs(
+        train_x, train_y, c_values, cv_folds, method, n_jobs
+    )
     timings: dict[str, float] = {}
-    start = time.perf_counter()
-    if standardize:
-        standardizer = fit_standardizer(train_x, block_bytes=block_bytes)
-    else:
-        standardizer = None
-        if method == "primal" and not np.all(np.isfinite(train_x)):
-            raise DataError(None, "train_x holds NaN or infinity")
-    timings["standardize"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    kernel = features = None
-    if method == "kernel":
-        kernel = linear_kernel(
-            train_x, standardizer=standardizer, block_bytes=block_bytes, names=("train_x", "")
-        )
-    else:
-        features = (
-            standardizer.transform(train_x) if standardizer else np.asarray(train_x, np.float64)
-        )
-    timings["kernel"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    if len(c_values) == 1:
-        chosen, scores = c_values[0], {}
-    else:
-        chosen, scores = _select_c(
-            method, c_values, train_y, cv_folds, seed, max_iter, kernel, features, n_jobs
-        )
-    timings["cv"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    model = _make_model(method, chosen, seed, max_iter)
-    model.fit(kernel if method == "kernel" else features, train_y)
-    timings["fit"] = time.perf_counter() - start
+    with _stage(timings, "standardize"):
+        standardizer = _fit_standardizer(train_x, standardize, method, block_bytes)
+    with _stage(timings, "kernel"):
+        kernel, features = _fit_inputs(train_x, standardizer, method, block_bytes)
+    with _stage(timings, "cv"):
+        if len(c_values) == 1:
+            chosen, scores = c_values[0], {}
+        else:
+            chosen, scores = _select_c(
+                method, c_values, train_y, cv_folds, seed, max_iter, kernel, features, n_jobs
+            )
+    with _stage(timings, "fit"):
+        model = _make_model(method, chosen, seed, max_iter)
+        model.fit(kernel if method == "kernel" else features, train_y)
     return LinearSVMResult(
         model=model,
         method=method,

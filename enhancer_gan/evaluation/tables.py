@@ -128,13 +128,11 @@ def _classification_table(
     progress: bool,
     log,
 ) -> dict:
-    from enhancer_gan.evaluation.plots import plot_confusion_matrix, plot_per_class_accuracy
-
-    names = []
-    if figures:
-        for s in specs:
-            names += [f"confusion_{s.label}.png", f"per_class_{s.label}.png"]
-    check_outputs(results_dir, table_outputs(table.name, names), overwrite)
+    """Table 1 or 3: every run's features and SVM, the rows, the figures, the files."""
+    figure_names = [
+        f"{kind}_{s.label}.png" for s in specs for kind in ("confusion", "per_class") if figures
+    ]
+    check_outputs(results_dir, table_outputs(table.name, figure_names), overwrite)
     results = _classification_rows(
         specs,
         data,
@@ -153,89 +151,21 @@ def _classification_table(
     rows, runs, sources = [], {}, {}
     for spec in specs:
         feats, report = results[spec.label]
-        source = feats["test"]["source"]
-        sources[spec.label] = source
-        config = source.get("config", {})
-        key = None if spec.random_init else paper_key(config.get("model", {}), table.name)
-        cell, paper = paper_cell(table, key, column)
-        rows.append(
-            [
-                spec.label,
-                model_summary(config),
-                weights_summary(source),
-                f"{report.num_train} / {report.num_test}",
-                f"{report.num_features:,}",
-                f"{report.chosen_c:g}",
-                pct(100 * report.accuracy),
-                pct(100 * report.mean_class_accuracy),
-                cell,
-            ]
+        sources[spec.label] = feats["test"]["source"]
+        row, runs[spec.label] = _classification_entry(
+            table, spec, sources[spec.label], report, column
         )
-        entry = {
-            "run_dir": spec.run_dir,
-            "random_init": spec.random_init,
-            "checkpoint": source.get("checkpoint"),
-            "step": source.get("step"),
-            "model": config.get("model", {}),
-            "accuracy_pct": 100 * report.accuracy,
-            "mean_class_accuracy_pct": 100 * report.mean_class_accuracy,
-            "paper": paper,
-            "classification": report.to_dict(),
-            "features": {
-                s: os.path.join(results_dir, "features", spec.label, f"{s}.npz")
-                for s in ("train", "test")
-            },
+        runs[spec.label]["features"] = {
+            s: os.path.join(results_dir, "features", spec.label, f"{s}.npz")
+            for s in ("train", "test")
         }
         if figures:
-            class_names = list(report.class_names)
-            confusion = os.path.join(results_dir, f"confusion_{spec.label}.png")
-            per_class = os.path.join(results_dir, f"per_class_{spec.label}.png")
-            plot_confusion_matrix(
-                report.confusion,
-                class_names,
-                confusion,
-                title=f"{spec.label}: {100 * report.accuracy:.2f}% ({column})",
+            runs[spec.label]["figures"] = _classification_figures(
+                spec.label, report, column, results_dir
             )
-            plot_per_class_accuracy(
-                report.per_class_accuracy,
-                class_names,
-                per_class,
-                title=f"{spec.label}: per-class accuracy ({column})",
-            )
-            entry["figures"] = {"confusion": confusion, "per_class": per_class}
-        runs[spec.label] = entry
-
-    header = [
-        "run",
-        "model",
-        "weights",
-        "train / test",
-        "features",
-        "C",
-        "accuracy (%)",
-        "mean class accuracy (%)",
-        f"paper {column if column != 'other' else 'MN10 / MN40'} (%)",
-    ]
-    number = table.name[-1]
-    lines = [
-        f"# Table {number}: {table.title}",
-        "",
-        "Linear SVM (C chosen by cross-validation on the train split) on DM's pooled "
-        "conv features, trained on the train split; accuracy on the test split. "
-        "The paper row beside each run is chosen from the run's config.",
-        "",
-        describe_data(data, num_classes, column, counts),
-        "",
-        markdown_table(header, rows),
-    ]
+        rows.append(row)
     notes = setting_notes(sources, data)
-    if notes:
-        lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
-    lines += [
-        f"## The paper's Table {number}",
-        "",
-        paper_table_markdown(table, show_supervised=table.name == "table1"),
-    ]
+    markdown = _classification_markdown(table, data, num_classes, column, counts, rows, notes)
     payload = {
         "table": table.name,
         "metric": table.metric,
@@ -245,8 +175,116 @@ def _classification_table(
         "paper": table.to_dict(),
         "notes": notes,
     }
-    write_table(results_dir, table.name, "\n".join(lines), payload, overwrite)
+    write_table(results_dir, table.name, markdown, payload, overwrite)
     return payload
+
+
+_CLASSIFICATION_HEADER = [
+    "run",
+    "model",
+    "weights",
+    "train / test",
+    "features",
+    "C",
+    "accuracy (%)",
+    "mean class accuracy (%)",
+]
+
+
+def _paper_header(column: str) -> str:
+    return f"paper {column if column != 'other' else 'MN10 / MN40'} (%)"
+
+
+def _paper_of(table: PaperTable, spec: RunSpec, source: dict, column: str):
+    """(the run's config, its paper cell, the paper's number or None) for one run."""
+    config = source.get("config", {})
+    key = None if spec.random_init else paper_key(config.get("model", {}), table.name)
+    cell, paper = paper_cell(table, key, column)
+    return config, cell, paper
+
+
+def _run_entry(spec: RunSpec, source: dict, config: dict) -> dict:
+    """What every table's JSON says of a run, before its results."""
+    return {
+        "run_dir": spec.run_dir,
+        "random_init": spec.random_init,
+        "checkpoint": source.get("checkpoint"),
+        "step": source.get("step"),
+        "model": config.get("model", {}),
+    }
+
+
+def _classification_entry(table, spec, source, report, column) -> tuple[list[str], dict]:
+    """One run's markdown row and JSON entry of Table 1 or 3 (features added by the caller)."""
+    config, cell, paper = _paper_of(table, spec, source, column)
+    row = [
+        spec.label,
+        model_summary(config),
+        weights_summary(source),
+        f"{report.num_train} / {report.num_test}",
+        f"{report.num_features:,}",
+        f"{report.chosen_c:g}",
+        pct(100 * report.accuracy),
+        pct(100 * report.mean_class_accuracy),
+        cell,
+    ]
+    entry = _run_entry(spec, source, config)
+    entry.update(
+        accuracy_pct=100 * report.accuracy,
+        mean_class_accuracy_pct=100 * report.mean_class_accuracy,
+        paper=paper,
+        classification=report.to_dict(),
+    )
+    return row, entry
+
+
+def _classification_figures(label: str, report, column: str, results_dir: str) -> dict:
+    """confusion_<label>.png and per_class_<label>.png; returns their paths."""
+    from enhancer_gan.evaluation.plots import plot_confusion_matrix, plot_per_class_accuracy
+
+    class_names = list(report.class_names)
+    confusion = os.path.join(results_dir, f"confusion_{label}.png")
+    per_class = os.path.join(results_dir, f"per_class_{label}.png")
+    plot_confusion_matrix(
+        report.confusion,
+        class_names,
+        confusion,
+        title=f"{label}: {100 * report.accuracy:.2f}% ({column})",
+    )
+    plot_per_class_accuracy(
+        report.per_class_accuracy,
+        class_names,
+        per_class,
+        title=f"{label}: per-class accuracy ({column})",
+    )
+    return {"confusion": confusion, "per_class": per_class}
+
+
+def _classification_markdown(table, data, num_classes, column, counts, rows, notes) -> str:
+    number = table.name[-1]
+    return _table_markdown(
+        f"# Table {number}: {table.title}",
+        "Linear SVM (C chosen by cross-validation on the train split) on DM's pooled "
+        "conv features, trained on the train split; accuracy on the test split. "
+        "The paper row beside each run is chosen from the run's config.",
+        describe_data(data, num_classes, column, counts),
+        _CLASSIFICATION_HEADER + [_paper_header(column)],
+        rows,
+        notes,
+        f"## The paper's Table {number}",
+        paper_table_markdown(table, show_supervised=table.name == "table1"),
+    )
+
+
+def _table_markdown(
+    title, description, data_line, header, rows, notes, paper_title, paper_markdown
+) -> str:
+    """A table's .md: what was measured, on what, our rows, notes, the paper's table."""
+    lines = [title, "", description, "", data_line, "", markdown_table(header, rows)]
+    if notes:
+        lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
+    lines += [paper_title, "", paper_markdown]
+    return "\n".join(lines)
 
 
 def evaluate_table1(
@@ -349,90 +387,38 @@ def evaluate_table2(
     Returns:
       the JSON payload written to table2.json.
     """
-    from enhancer_gan.evaluation.plots import plot_pr_curves
-    from enhancer_gan.evaluation.retrieval import retrieval_map
-
     check_outputs(results_dir, table_outputs("table2", [FIGURE4]), overwrite)
     rows, runs, sources, curves = [], {}, {}, {}
-    column = None
-    num_classes = 0
-    count = 0
+    column, num_classes, count = None, 0, 0
     for spec in specs:
-        feats = run_features(
-            spec,
-            data,
-            os.path.join(results_dir, "features"),
-            ("test",),
-            batch_size=batch_size,
-            overwrite=overwrite,
-            progress=progress,
-            log=log,
-        )
+        feats, report = _retrieval_of(spec, data, results_dir, batch_size, overwrite, progress, log)
         test = feats["test"]
         if column is None:
             num_classes = _num_classes(feats)
             column = dataset_column(num_classes)
             count = int(test["labels"].size)
-        report = retrieval_map(test["features"], test["labels"])
-        log(f"{spec.label}: retrieval mAP {100 * report.mean_average_precision:.2f}%")
-        source = test["source"]
-        sources[spec.label] = source
-        config = source.get("config", {})
-        key = None if spec.random_init else paper_key(config.get("model", {}), "table2")
-        cell, paper = paper_cell(TABLE2, key, column)
-        rows.append(
-            [
-                spec.label,
-                model_summary(config),
-                weights_summary(source),
-                f"{report.num_queries} ({report.num_skipped} skipped)",
-                pct(100 * report.mean_average_precision),
-                cell,
-            ]
-        )
+        sources[spec.label] = test["source"]
         curves[spec.label] = report.pr_curve()
-        runs[spec.label] = {
-            "run_dir": spec.run_dir,
-            "random_init": spec.random_init,
-            "checkpoint": source.get("checkpoint"),
-            "step": source.get("step"),
-            "model": config.get("model", {}),
-            "map_pct": 100 * report.mean_average_precision,
-            "paper": paper,
-            "retrieval": report.to_dict(),
-            "features": {"test": os.path.join(results_dir, "features", spec.label, "test.npz")},
+        row, runs[spec.label] = _retrieval_entry(spec, test["source"], report, column)
+        rows.append(row)
+        runs[spec.label]["features"] = {
+            "test": os.path.join(results_dir, "features", spec.label, "test.npz")
         }
-    figure = os.path.join(results_dir, FIGURE4)
-    where = COLUMN_NAMES.get(column, "other data")
-    plot_pr_curves(
-        {f"{label} ({where})": c for label, c in curves.items()},
-        figure,
-        title=f"Retrieval result on {where} (interpolated precision-recall)",
-    )
-    header = [
-        "run",
-        "model",
-        "weights",
-        "queries",
-        "mAP (%)",
-        f"paper {column if column != 'other' else 'MN10 / MN40'} (%)",
-    ]
-    lines = [
+    figure = _plot_figure4(curves, column, results_dir)
+    notes = setting_notes(sources, data)
+    markdown = _table_markdown(
         f"# Table 2: {TABLE2.title}",
-        "",
         "Every test shape queries the other test shapes, ranked by Euclidean distance "
         "of DM's pooled conv features; relevant = same class. Mean average precision; "
         f"the precision-recall curves are in `{FIGURE4}` (Figure 4). The paper row "
         "beside each run is chosen from the run's config.",
-        "",
         describe_data(data, num_classes, column, {"test": count}),
-        "",
-        markdown_table(header, rows),
-    ]
-    notes = setting_notes(sources, data)
-    if notes:
-        lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
-    lines += ["## The paper's Table 2", "", paper_table_markdown(TABLE2)]
+        ["run", "model", "weights", "queries", "mAP (%)", _paper_header(column)],
+        rows,
+        notes,
+        "## The paper's Table 2",
+        paper_table_markdown(TABLE2),
+    )
     payload = {
         "table": "table2",
         "metric": TABLE2.metric,
@@ -445,5 +431,56 @@ def evaluate_table2(
         "paper": TABLE2.to_dict(),
         "notes": notes,
     }
-    write_table(results_dir, "table2", "\n".join(lines), payload, overwrite)
+    write_table(results_dir, "table2", markdown, payload, overwrite)
     return payload
+
+
+def _retrieval_of(spec, data, results_dir, batch_size, overwrite, progress, log):
+    """One run's features ({'test': ...}) and the retrieval report of its test split."""
+    from enhancer_gan.evaluation.retrieval import retrieval_map
+
+    feats = run_features(
+        spec,
+        data,
+        os.path.join(results_dir, "features"),
+        ("test",),
+        batch_size=batch_size,
+        overwrite=overwrite,
+        progress=progress,
+        log=log,
+    )
+    report = retrieval_map(feats["test"]["features"], feats["test"]["labels"])
+    log(f"{spec.label}: retrieval mAP {100 * report.mean_average_precision:.2f}%")
+    return feats, report
+
+
+def _retrieval_entry(spec, source, report, column) -> tuple[list[str], dict]:
+    """One run's markdown row and JSON entry of Table 2 (features added by the caller)."""
+    config, cell, paper = _paper_of(TABLE2, spec, source, column)
+    row = [
+        spec.label,
+        model_summary(config),
+        weights_summary(source),
+        f"{report.num_queries} ({report.num_skipped} skipped)",
+        pct(100 * report.mean_average_precision),
+        cell,
+    ]
+    entry = _run_entry(spec, source, config)
+    entry.update(
+        map_pct=100 * report.mean_average_precision, paper=paper, retrieval=report.to_dict()
+    )
+    return row, entry
+
+
+def _plot_figure4(curves: dict, column: str, results_dir: str) -> str:
+    """Figure 4: every run's interpolated PR curve in one plot; returns its path."""
+    from enhancer_gan.evaluation.plots import plot_pr_curves
+
+    figure = os.path.join(results_dir, FIGURE4)
+    where = COLUMN_NAMES.get(column, "other data")
+    plot_pr_curves(
+        {f"{label} ({where})": c for label, c in curves.items()},
+        figure,
+        title=f"Retrieval result on {where} (interpolated precision-recall)",
+    )
+    return figure

@@ -37,7 +37,11 @@ class LoadedRun:
 
 
 def network_parts(networks) -> dict:
-    """The checkpoint names of a Networks' models (as GanTrainer saves them)."""
+    """The checkpoint names of a Networks' models: the one source of them.
+
+    `GanTrainer.checkpoint` saves the networks under these names (next to
+    'step' and '<network>_optimizer'); the tools restore them from here.
+    """
     parts = {
         "voxel_generator": networks.voxel_generator,
         "voxel_discriminator": networks.voxel_discriminator,

@@ -3,21 +3,25 @@
 `GanTrainer` owns the four networks (or GM, DM and the latent projector in
 the no-enhancer baseline), one Adam optimiser per network, the step counter
 and the training metrics. `train_step(batch)` is one `tf.function` that runs
-on every replica of the current `tf.distribute` strategy:
+on every replica of the current `tf.distribute` strategy, laid out like the
+Keras examples' GAN steps:
 
-  1. discriminator update: DM on real grids and on GM(GE_i(z0)), DE on the
+  1. `_discriminator_update`: DM on real grids and on GM(GE_i(z0)), DE on the
      paired real views and on GE(z0); fakes carry no generator gradient.
-  2. `generator_steps_per_discriminator_step` generator updates, each with its
-     own z (z1, z2, ...): GE and GM minimise L = LE + LM jointly, so GE's
-     layers up to i also learn from LM through GM (paper eq. 4).
+  2. `_generator_update`, `generator_steps_per_discriminator_step` times, each
+     with its own z (z1, z2, ...): GE and GM minimise L = LE + LM jointly, so
+     GE's layers up to i also learn from LM through GM (paper eq. 4).
 
 Recipe options beyond the paper (TrainConfig; all off by default): separate
 discriminator/generator learning rates, discriminator gating (skip a
-discriminator's update when its accuracy on the batch is above a threshold),
-annealed instance noise on DM's inputs, one-sided label smoothing, an R1
-penalty on DM and differentiable augmentation of DM's inputs. Skipped updates are not applied at all (no Adam step), so each
-discriminator optimiser's `iterations` counts the updates it made, and every
-generator optimiser's counts `generator_steps_per_discriminator_step` per step.
+discriminator's update when its accuracy on the batch is above a threshold:
+`_apply_gated`), annealed instance noise and differentiable augmentation of
+DM's inputs (`_dm_input`), one-sided label smoothing (`real_label`), an R1
+penalty on DM, and loss scaling under mixed precision (`_scaled_losses`);
+the random ones and R1 are in `recipe.py`. Skipped updates are not applied
+at all (no Adam step), so each discriminator optimiser's `iterations` counts
+the updates it made, and every generator optimiser's counts
+`generator_steps_per_discriminator_step` per step.
 
 z comes in with the batch (`batch["z"]: [B, 1 + n_g, latent]`), drawn by the
 input pipeline from a stateless RNG keyed by the example's position in the
@@ -34,8 +38,9 @@ import tensorflow as tf
 
 from enhancer_gan.config import ModelConfig, TrainConfig
 from enhancer_gan.models import build_networks, generate_voxels
-from enhancer_gan.training import losses
+from enhancer_gan.training import losses, recipe
 from enhancer_gan.training.adam import FusedAdam
+from enhancer_gan.training.runs import network_parts
 
 METRIC_NAMES = (
     "loss/voxel_discriminator",
@@ -56,9 +61,8 @@ METRIC_NAMES = (
     "loss/r1_penalty",
 )
 
-# Salts of the stateless RNGs of instance noise and DM's input augmentation.
-_NOISE_SALT = 0x1A5E
-_AUGMENT_SALT = 0x0A06
+# Each discriminator's metric prefix.
+_PREFIX = {"voxel_discriminator": "voxel", "enhancer_discriminator": "enhancer"}
 
 
 def _adam(config: TrainConfig, name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -66,6 +70,16 @@ def _adam(config: TrainConfig, name: str, learning_rate: float) -> keras.optimiz
     if config.mixed_precision:
         opt = keras.optimizers.LossScaleOptimizer(opt, name=f"{name}_loss_scale")
     return opt
+
+
+def _occupancy(voxels: tf.Tensor) -> tf.Tensor:
+    """Per-example fraction of voxels > 0.5: [B]."""
+    return tf.reduce_mean(tf.cast(voxels > 0.5, tf.float32), axis=[1, 2, 3, 4])
+
+
+def _probabilities(logits: tf.Tensor) -> tf.Tensor:
+    """Per-example D(x) = sigmoid(logit): [B]."""
+    return tf.sigmoid(tf.reshape(logits, [-1]))
 
 
 class GanTrainer(tf.Module):
@@ -79,43 +93,9 @@ class GanTrainer(tf.Module):
         self.model_config = model_config
         self.train_config = train_config
         self.networks = build_networks(model_config)
-        nets = self.networks
         self.use_enhancer = model_config.use_enhancer
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-
-        # One optimiser per network (docs/DESIGN.md#training). Without the enhancer, the
-        # latent projector is GM's input layer and shares GM's optimiser.
-        g_lr, d_lr = train_config.g_learning_rate, train_config.d_learning_rate
-        self.optimizers = {
-            "voxel_generator": _adam(train_config, "voxel_generator_adam", g_lr),
-            "voxel_discriminator": _adam(train_config, "voxel_discriminator_adam", d_lr),
-        }
-        self.variables_of = {
-            "voxel_generator": list(nets.voxel_generator.trainable_variables),
-            "voxel_discriminator": list(nets.voxel_discriminator.trainable_variables),
-        }
-        if self.use_enhancer:
-            self.optimizers["enhancer_generator"] = _adam(
-                train_config, "enhancer_generator_adam", g_lr
-            )
-            self.optimizers["enhancer_discriminator"] = _adam(
-                train_config, "enhancer_discriminator_adam", d_lr
-            )
-            self.variables_of["enhancer_generator"] = list(
-                nets.enhancer_generator.trainable_variables
-            )
-            self.variables_of["enhancer_discriminator"] = list(
-                nets.enhancer_discriminator.trainable_variables
-            )
-        else:
-            self.variables_of["voxel_generator"] = (
-                list(nets.latent_projector.trainable_variables)
-                + self.variables_of["voxel_generator"]
-            )
-        # Build slots now so that a checkpoint restores into existing variables.
-        for name, opt in self.optimizers.items():
-            opt.build(self.variables_of[name])
-
+        self._build_optimizers()
         self.generator_names = tuple(
             n for n in ("enhancer_generator", "voxel_generator") if n in self.optimizers
         )
@@ -135,33 +115,181 @@ class GanTrainer(tf.Module):
         self._replica_fn = replica_fn
         self.train_step = tf.function(self._distributed_step, reduce_retracing=True)
 
+    def _build_optimizers(self) -> None:
+        """One Adam per network (docs/DESIGN.md#training), slots built now so that a
+        checkpoint restores into existing variables. Without the enhancer, the latent
+        projector is GM's input layer and shares GM's optimiser."""
+        cfg, nets = self.train_config, self.networks
+        g_lr, d_lr = cfg.g_learning_rate, cfg.d_learning_rate
+        trained = {"voxel_generator": g_lr, "voxel_discriminator": d_lr}
+        if self.use_enhancer:
+            trained.update(enhancer_generator=g_lr, enhancer_discriminator=d_lr)
+        self.optimizers = {n: _adam(cfg, f"{n}_adam", lr) for n, lr in trained.items()}
+        self.variables_of = {n: list(getattr(nets, n).trainable_variables) for n in trained}
+        if not self.use_enhancer:
+            self.variables_of["voxel_generator"] = (
+                list(nets.latent_projector.trainable_variables)
+                + self.variables_of["voxel_generator"]
+            )
+        for name, opt in self.optimizers.items():
+            opt.build(self.variables_of[name])
+
     # -- the step -------------------------------------------------------------
 
     def generate(self, z: tf.Tensor, training: bool):
         """z [B, latent] -> (voxels [B, R, R, R, 1] in [0, 1], GE outputs or None)."""
         return generate_voxels(self.networks, z, training=training)
 
-    def _scaled_losses(self, loss, names):
-        """Per-optimiser scaled losses; call INSIDE the tape so scaling is recorded.
+    def _replica_step(self, batch):
+        """One replica's step: D update on z0, then the generator updates on z1, z2, ..."""
+        real_voxels = tf.cast(batch["voxels"], tf.float32)
+        real_images = tf.cast(batch["image"], tf.float32)
+        z = tf.cast(batch["z"], tf.float32)
+        out = self._discriminator_update(real_voxels, real_images, z[:, 0])
+        out.update(self._generator_updates(z[:, 1:]))
+        return out
 
-        Without mixed precision every network shares the unscaled loss.
-        """
+    # -- 1. the discriminators ---------------------------------------------------
+
+    def _discriminator_update(self, real_voxels, real_images, z):
+        """DE and DM: one update on the real pairs and the detached fakes of z; metrics."""
+        fake_voxels, fake_images = self._fakes(z)
+        dm_real_in, dm_fake_in = self._dm_input(real_voxels, 0), self._dm_input(fake_voxels, 1)
+        with tf.GradientTape(persistent=self.train_config.mixed_precision) as tape:
+            loss, logits, out = self._voxel_discriminator_loss(dm_real_in, dm_fake_in)
+            if self.use_enhancer:
+                de_loss, logits["enhancer_discriminator"] = self._enhancer_discriminator_loss(
+                    real_images, fake_images
+                )
+                out["loss/enhancer_discriminator"] = de_loss
+                loss = loss + de_loss
+            scaled = self._scaled_losses(loss, self.discriminator_names)
+        accuracies = {name: self._avg(losses.accuracy(*pair)) for name, pair in logits.items()}
+        grads = self._gradients(tape, scaled, self.discriminator_names)
+        skipped = self._apply_gated(grads, accuracies)
+        del tape
+        out.update(self._discriminator_metrics(real_voxels, logits, accuracies, skipped))
+        return out
+
+    def _fakes(self, z):
+        """The discriminators' generated inputs of z: (grids, GE's images or None), detached."""
+        voxels, outputs = self.generate(z, training=True)
+        images = tf.stop_gradient(outputs["image"]) if self.use_enhancer else None
+        return tf.stop_gradient(voxels), images
+
+    def _voxel_discriminator_loss(self, real_in, fake_in):
+        """DM's loss, + gamma/2 R1 on the real grids: (loss, {name: logits}, metrics)."""
+        cfg, dm = self.train_config, self.networks.voxel_discriminator
+        if cfg.r1_gamma > 0:
+            real, r1 = recipe.logits_and_r1(dm, real_in)
+        else:
+            real, r1 = dm(real_in, training=True)["logits"], None
+        fake = dm(fake_in, training=True)["logits"]
+        loss = self._avg(losses.discriminator_loss(real, fake, cfg.real_label))
+        out = {"loss/voxel_discriminator": loss, "loss/r1_penalty": tf.constant(0.0)}
+        if r1 is not None:
+            out["loss/r1_penalty"] = self._avg(r1)
+            loss = loss + 0.5 * cfg.r1_gamma * out["loss/r1_penalty"]
+        return loss, {"voxel_discriminator": (real, fake)}, out
+
+    def _enhancer_discriminator_loss(self, real_images, fake_images):
+        """DE's loss on the paired real views and GE's images: (loss, (real, fake) logits)."""
+        de = self.networks.enhancer_discriminator
+        real = de(real_images, training=True)
+        fake = de(fake_images, training=True)
+        loss = self._avg(losses.discriminator_loss(real, fake, self.train_config.real_label))
+        return loss, (real, fake)
+
+    def _discriminator_metrics(self, real_voxels, logits, accuracies, skipped):
+        """D(real), D(fake), accuracy per discriminator; gate decisions; noise; occupancy."""
+        replicas = self._strategy.num_replicas_in_sync
+        # Each replica reports the (shared) decision / num_replicas: the sum is 0 or 1.
+        out = {f"gate/{name}_skipped": value / replicas for name, value in skipped.items()}
+        out["voxel/instance_noise"] = self.instance_noise_std() / replicas
+        out["voxel/real_occupancy"] = self._avg(_occupancy(real_voxels))
+        for name, (real, fake) in logits.items():
+            out[f"{_PREFIX[name]}/d_real"] = self._avg(_probabilities(real))
+            out[f"{_PREFIX[name]}/d_fake"] = self._avg(_probabilities(fake))
+            out[f"{_PREFIX[name]}/d_accuracy"] = accuracies[name]
+        return out
+
+    # -- 2. the generators ---------------------------------------------------------
+
+    def _generator_updates(self, z):
+        """`generator_steps_per_discriminator_step` updates, the k-th on z[:, k]: mean metrics."""
+        n_g = self.train_config.generator_steps_per_discriminator_step
+        sums = {}
+        for k in range(n_g):
+            for name, value in self._generator_update(z[:, k], which=2 + k).items():
+                sums[name] = sums.get(name, 0.0) + value
+        return {name: total / n_g for name, total in sums.items()}
+
+    def _generator_update(self, z, which: int):
+        """GE and GM: one step on L = LE + LM (paper eq. 4); `which` keys DM's input draws."""
+        cfg, nets = self.train_config, self.networks
+        with tf.GradientTape(persistent=cfg.mixed_precision) as tape:
+            voxels, outputs = self.generate(z, training=True)
+            logits = nets.voxel_discriminator(self._dm_input(voxels, which), training=True)
+            loss = self._avg(losses.generator_loss(logits["logits"], cfg.generator_loss))
+            out = {"loss/voxel_generator": loss}
+            if self.use_enhancer:
+                e_logits = nets.enhancer_discriminator(outputs["image"], training=True)
+                out["loss/enhancer_generator"] = self._avg(
+                    losses.generator_loss(e_logits, cfg.generator_loss)
+                )
+                loss = loss + out["loss/enhancer_generator"]
+            scaled = self._scaled_losses(loss, self.generator_names)
+        self._apply(self._gradients(tape, scaled, self.generator_names))
+        del tape
+        out["voxel/fake_occupancy"] = self._avg(_occupancy(voxels))
+        return out
+
+    # -- recipe options: DM's inputs, loss scaling, gating -------------------------
+
+    def _avg(self, per_example: tf.Tensor) -> tf.Tensor:
+        """Sum / GLOBAL batch size: summed over replicas, the global batch's mean."""
+        return tf.nn.compute_average_loss(
+            per_example, global_batch_size=self.train_config.batch_size
+        )
+
+    def _dm_input(self, voxels: tf.Tensor, which: int) -> tf.Tensor:
+        """What DM judges of grids: augmented, then noised (each if on); `which` keys both."""
+        return self._instance_noise(self._augment(voxels, which), which)
+
+    def _augment(self, x: tf.Tensor, which: int) -> tf.Tensor:
+        """`recipe.augment` (DiffAugment) if discriminator_augment, else x."""
+        if not self.train_config.discriminator_augment:
+            return x
+        return recipe.augment(x, self._seed(recipe.AUGMENT_SALT, which))
+
+    def _instance_noise(self, x: tf.Tensor, which: int) -> tf.Tensor:
+        """x + N(0, sigma_t^2) if instance_noise, else x; keyed by (seed, step, replica, which)."""
+        if self.train_config.instance_noise <= 0:
+            return x
+        seed = self._seed(recipe.NOISE_SALT, which)
+        return recipe.add_instance_noise(x, self.instance_noise_std(), seed)
+
+    def _seed(self, salt: int, which: int) -> tf.Tensor:
+        """The stateless seed of DM's input `which` at this step on this replica."""
+        return recipe.step_seed(self.train_config.seed, salt, self.step, which)
+
+    def instance_noise_std(self) -> tf.Tensor:
+        """sigma_t = instance_noise * max(0, 1 - step / anneal steps)."""
+        return recipe.instance_noise_std(self.train_config, self.step)
+
+    def _scaled_losses(self, loss, names):
+        """Per-optimiser scaled losses under mixed precision (call INSIDE the tape, so
+        the scaling is recorded); otherwise every network shares the unscaled loss."""
         if not self.train_config.mixed_precision:
             return loss
         return {n: self.optimizers[n].scale_loss(loss) for n in names}
 
     def _gradients(self, tape, scaled, names):
-        """Gradients for each named network of what `_scaled_losses` gave."""
-        if not self.train_config.mixed_precision:
-            flat = [v for n in names for v in self.variables_of[n]]
-            grads = tape.gradient(scaled, flat)
-            out, i = {}, 0
-            for n in names:
-                k = len(self.variables_of[n])
-                out[n] = grads[i : i + k]
-                i += k
-            return out
-        return {n: tape.gradient(scaled[n], self.variables_of[n]) for n in names}
+        """{name: gradients of that network's variables} of what `_scaled_losses` gave."""
+        if self.train_config.mixed_precision:
+            return {n: tape.gradient(scaled[n], self.variables_of[n]) for n in names}
+        grads = iter(tape.gradient(scaled, [v for n in names for v in self.variables_of[n]]))
+        return {n: [next(grads) for _ in self.variables_of[n]] for n in names}
 
     def _apply(self, grads):
         for name, g in grads.items():
@@ -181,150 +309,13 @@ class GanTrainer(tf.Module):
         skipped = {}
         for name, g in grads.items():
             acc = ctx.all_reduce(tf.distribute.ReduceOp.SUM, accuracies[name])
-            apply = acc <= gate
 
             def update(name=name, g=g):
-                self.optimizers[name].apply_gradients(zip(g, self.variables_of[name]))
+                self._apply({name: g})
                 return tf.constant(0.0)
 
-            skipped[name] = tf.cond(apply, update, lambda: tf.constant(1.0))
+            skipped[name] = tf.cond(acc <= gate, update, lambda: tf.constant(1.0))
         return skipped
-
-    def instance_noise_std(self) -> tf.Tensor:
-        """sigma_t = instance_noise * max(0, 1 - step / anneal steps)."""
-        cfg = self.train_config
-        steps = cfg.instance_noise_steps or cfg.num_steps
-        frac = tf.cast(self.step, tf.float32) / float(steps)
-        return cfg.instance_noise * tf.maximum(0.0, 1.0 - frac)
-
-    def _instance_noise(self, x: tf.Tensor, which: int) -> tf.Tensor:
-        """x + N(0, sigma_t^2), keyed by (seed, step, replica, which): reproducible."""
-        if self.train_config.instance_noise <= 0:
-            return x
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        key = (self.step * 64 + tf.cast(replica, tf.int64)) * 8 + which
-        seed = tf.stack([tf.constant(self.train_config.seed, tf.int64) + _NOISE_SALT, key])
-        noise = tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=x.dtype)
-        return x + tf.cast(self.instance_noise_std(), x.dtype) * noise
-
-    def _augment(self, x: tf.Tensor, which: int) -> tf.Tensor:
-        """DiffAugment for DM: random shift (zero fill) and x/z mirror per example.
-
-        Keyed like the instance noise; only gathers and reversals, so the
-        generator's gradient flows through.
-        """
-        if not self.train_config.discriminator_augment:
-            return x
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        key = (self.step * 64 + tf.cast(replica, tf.int64)) * 8 + which
-        seed = tf.stack([tf.constant(self.train_config.seed, tf.int64) + _AUGMENT_SALT, key])
-        b, r = tf.shape(x)[0], x.shape[1]
-        pad = max(1, r // 16)
-        shifts = tf.random.stateless_uniform(
-            [b, 3], seed, minval=-pad, maxval=pad + 1, dtype=tf.int32
-        )
-        flips = tf.random.stateless_uniform([b, 2], seed + 1, maxval=2, dtype=tf.int32) > 0
-        x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [pad, pad], [0, 0]])
-        base = tf.range(r, dtype=tf.int32)[None, :] + pad
-        for axis in range(3):
-            idx = base - shifts[:, axis : axis + 1]  # [B, R]
-            x = tf.gather(x, idx, axis=axis + 1, batch_dims=1)
-        for k, axis in enumerate((1, 3)):  # x and z
-            mask = tf.reshape(flips[:, k], [-1, 1, 1, 1, 1])
-            x = tf.where(mask, tf.reverse(x, [axis]), x)
-        return x
-
-    def _replica_step(self, batch):
-        cfg = self.train_config
-        nets = self.networks
-        global_batch = cfg.batch_size
-        avg = lambda x: tf.nn.compute_average_loss(x, global_batch_size=global_batch)  # noqa: E731
-        real_voxels = tf.cast(batch["voxels"], tf.float32)
-        real_images = tf.cast(batch["image"], tf.float32)
-        z = tf.cast(batch["z"], tf.float32)
-        n_g = cfg.generator_steps_per_discriminator_step
-        persistent = cfg.mixed_precision
-        out = {}
-
-        # 1. Discriminators (DE and DM) on real pairs and on detached fakes.
-        fake_voxels, fake_outputs = self.generate(z[:, 0], training=True)
-        fake_voxels = tf.stop_gradient(fake_voxels)
-        dm_real_in = self._instance_noise(self._augment(real_voxels, 0), 0)
-        dm_fake_in = self._instance_noise(self._augment(fake_voxels, 1), 1)
-        with tf.GradientTape(persistent=persistent) as tape:
-            if cfg.r1_gamma > 0:
-                with tf.GradientTape() as r1_tape:
-                    r1_tape.watch(dm_real_in)
-                    dm_real = nets.voxel_discriminator(dm_real_in, training=True)["logits"]
-                    real_sum = tf.reduce_sum(tf.cast(dm_real, tf.float32))
-                grad_real = r1_tape.gradient(real_sum, dm_real_in)
-            else:
-                dm_real = nets.voxel_discriminator(dm_real_in, training=True)["logits"]
-            dm_fake = nets.voxel_discriminator(dm_fake_in, training=True)["logits"]
-            d_loss = avg(losses.discriminator_loss(dm_real, dm_fake, cfg.real_label))
-            out["loss/voxel_discriminator"] = d_loss
-            if cfg.r1_gamma > 0:
-                out["loss/r1_penalty"] = avg(losses.r1_penalty(grad_real))
-                d_loss = d_loss + 0.5 * cfg.r1_gamma * out["loss/r1_penalty"]
-            else:
-                out["loss/r1_penalty"] = tf.constant(0.0)
-            if self.use_enhancer:
-                fake_images = tf.stop_gradient(fake_outputs["image"])
-                de_real = nets.enhancer_discriminator(real_images, training=True)
-                de_fake = nets.enhancer_discriminator(fake_images, training=True)
-                de_loss = avg(losses.discriminator_loss(de_real, de_fake, cfg.real_label))
-                out["loss/enhancer_discriminator"] = de_loss
-                d_loss = d_loss + de_loss
-            scaled = self._scaled_losses(d_loss, self.discriminator_names)
-        accuracies = {"voxel_discriminator": avg(losses.accuracy(dm_real, dm_fake))}
-        if self.use_enhancer:
-            accuracies["enhancer_discriminator"] = avg(losses.accuracy(de_real, de_fake))
-        skipped = self._apply_gated(
-            self._gradients(tape, scaled, self.discriminator_names), accuracies
-        )
-        del tape
-        for name, value in skipped.items():
-            # Each replica reports the (shared) decision / num_replicas: the sum is 0 or 1.
-            out[f"gate/{name}_skipped"] = value / self._strategy.num_replicas_in_sync
-        out["voxel/instance_noise"] = self.instance_noise_std() / (
-            self._strategy.num_replicas_in_sync
-        )
-
-        out["voxel/d_real"] = avg(tf.sigmoid(tf.reshape(dm_real, [-1])))
-        out["voxel/d_fake"] = avg(tf.sigmoid(tf.reshape(dm_fake, [-1])))
-        out["voxel/d_accuracy"] = accuracies["voxel_discriminator"]
-        out["voxel/real_occupancy"] = avg(
-            tf.reduce_mean(tf.cast(real_voxels > 0.5, tf.float32), axis=[1, 2, 3, 4])
-        )
-        if self.use_enhancer:
-            out["enhancer/d_real"] = avg(tf.sigmoid(tf.reshape(de_real, [-1])))
-            out["enhancer/d_fake"] = avg(tf.sigmoid(tf.reshape(de_fake, [-1])))
-            out["enhancer/d_accuracy"] = accuracies["enhancer_discriminator"]
-
-        # 2. Generators, n_g times with fresh z: minimise L = LE + LM jointly.
-        g_sums = {"loss/voxel_generator": 0.0, "loss/enhancer_generator": 0.0}
-        occupancy = 0.0
-        for k in range(n_g):
-            with tf.GradientTape(persistent=persistent) as tape:
-                voxels, outputs = self.generate(z[:, 1 + k], training=True)
-                judged = self._instance_noise(self._augment(voxels, 2 + k), 2 + k)
-                logits = nets.voxel_discriminator(judged, training=True)["logits"]
-                g_loss = avg(losses.generator_loss(logits, cfg.generator_loss))
-                g_sums["loss/voxel_generator"] += g_loss
-                if self.use_enhancer:
-                    e_logits = nets.enhancer_discriminator(outputs["image"], training=True)
-                    e_loss = avg(losses.generator_loss(e_logits, cfg.generator_loss))
-                    g_sums["loss/enhancer_generator"] += e_loss
-                    g_loss = g_loss + e_loss
-                scaled = self._scaled_losses(g_loss, self.generator_names)
-            self._apply(self._gradients(tape, scaled, self.generator_names))
-            del tape
-            occupancy += avg(tf.reduce_mean(tf.cast(voxels > 0.5, tf.float32), axis=[1, 2, 3, 4]))
-        out["loss/voxel_generator"] = g_sums["loss/voxel_generator"] / n_g
-        if self.use_enhancer:
-            out["loss/enhancer_generator"] = g_sums["loss/enhancer_generator"] / n_g
-        out["voxel/fake_occupancy"] = occupancy / n_g
-        return out
 
     def _distributed_step(self, batch):
         per_replica = self._strategy.run(self._replica_fn, args=(batch,))
@@ -349,18 +340,11 @@ class GanTrainer(tf.Module):
             m.reset_state()
 
     def checkpoint(self, **extra) -> tf.train.Checkpoint:
-        """A checkpoint of the step, every network and every optimiser."""
-        nets = self.networks
-        parts = {
-            "step": self.step,
-            "voxel_generator": nets.voxel_generator,
-            "voxel_discriminator": nets.voxel_discriminator,
-        }
-        if self.use_enhancer:
-            parts["enhancer_generator"] = nets.enhancer_generator
-            parts["enhancer_discriminator"] = nets.enhancer_discriminator
-        else:
-            parts["latent_projector"] = nets.latent_projector
+        """A checkpoint of the step, every network and every optimiser.
+
+        The networks' names are `runs.network_parts`', the ones tools read back.
+        """
+        parts = {"step": self.step, **network_parts(self.networks)}
         for name, opt in self.optimizers.items():
             parts[f"{name}_optimizer"] = opt
         parts.update(extra)
