@@ -4,15 +4,24 @@ The library never reads flags, prints or exits: scripts pass their own
 `FlagValues` here, and `flags_parser` also shows the library's log lines
 (the `enhancer_gan` loggers, INFO and above) on stdout as plain lines, as
 the scripts have always printed them.
+
+Importing it (before TensorFlow, as every script does) hides TensorFlow's
+C++ INFO and WARNING lines unless TF_CPP_MIN_LOG_LEVEL is set: a failing op
+prints its node and device names there before the script's own one-line
+error (`errors.tensorflow_reason` already keeps what TensorFlow said).
+TF_CPP_MIN_LOG_LEVEL=0 shows them again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 
 from absl import flags
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 LIBRARY_LOGGER = "enhancer_gan"
 

@@ -188,3 +188,18 @@ def test_flags_parser_shows_library_log_lines_on_stdout_once(capsys):
     assert info.value.code == 2
     out, err = capsys.readouterr()
     assert err.startswith("error: ") and "--steps=many" in err and err.count("\n") == 1
+
+
+def test_scripts_hide_tensorflow_cpp_lines_unless_asked():
+    """experiments/_cli.py: TF_CPP_MIN_LOG_LEVEL=2 by default, a user's value kept."""
+    import subprocess
+    import sys
+
+    code = "import os, experiments._cli; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True)
+    assert out.stdout.decode().strip() == "2"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True)
+    assert out.stdout.decode().strip() == "0"
