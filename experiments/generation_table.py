@@ -20,6 +20,7 @@ import os
 import sys
 
 import numpy as np
+from scipy import stats
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -79,6 +80,20 @@ def by_sampling(paths: list[str]) -> str:
         cells = " | ".join(f"{np.mean([r[k] for r in reports]):.3f}" for k, _ in MEASURES)
         weights = "average" if averaged else "last iterate"
         lines.append(f"| {mode} | {weights} | {len(reports)} | {cells} |")
+    pairs = [(a, b) for a, b in zip(*(rows.get(("recalibrated", w), []) for w in (True, False)))]
+    if len(pairs) >= 2:  # the files are runs of different seeds: pair them
+        lines += [
+            "",
+            "| average minus last iterate (recalibrated, paired) | mean [95% t-interval] |",
+        ]
+        lines.append("|---|---|")
+        for key, label in MEASURES[:5]:
+            diff = np.array([a[key] - b[key] for a, b in pairs])
+            half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+            lines.append(
+                f"| {label} | {diff.mean():+.3f} [{diff.mean() - half:+.3f}, "
+                f"{diff.mean() + half:+.3f}] |"
+            )
     return "\n".join(lines)
 
 
