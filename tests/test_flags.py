@@ -145,7 +145,9 @@ def test_evaluate_generation_after_training_writes_a_report_once(tmp_path):
     report = json.loads((run_dir / "generation_step2.json").read_text())
     assert report["num_generated"] == 4 and report["step"] == 2
     assert 0 <= report["cov"] <= 1 and 0 <= report["one_nna"] <= 1
-    assert report["reference"]["split"] == "test" and report["num_real"] > 0
+    assert report["reference"]["split"] == "test" and report["num_real"] == 1  # 1 of 4 held out
+    assert report["ceiling"]["num_generated"] == 3  # the 3 training chairs
+    assert "ceiling" in proc.stdout and "components" in proc.stdout
     assert "Generation quality" in proc.stdout
     again = run_script(*args, timeout=300)  # finished run: nothing new, report kept
     assert again.returncode == 0 and "already computed" in again.stdout
