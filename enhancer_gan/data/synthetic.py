@@ -506,12 +506,8 @@ def ensure_synthetic_dataset(
     )
 
 
-def model_splits(root: str | os.PathLike) -> dict[str, str]:
-    """{model id: 'train' or 'test'} of the complete build in `root`.
-
-    The same split as the ModelNet-style meshes, for the 3D-R2N2-style grids
-    that training reads: the held-out ('test') models are the ones a
-    generation report compares samples with.
+def built_models(root: str | os.PathLike) -> list[SyntheticModel]:
+    """Every model of the complete build in `root`, as its `done` marker describes it.
 
     Raises:
       DataError: `root` holds no complete build.
@@ -522,7 +518,20 @@ def model_splits(root: str | os.PathLike) -> dict[str, str]:
     models = synthetic_models(
         args["num_per_category"], args["seed"], args["categories"], args["test_fraction"]
     )
-    return {m.model_id: m.split for m in models}
+    return models
+
+
+def model_splits(root: str | os.PathLike) -> dict[str, str]:
+    """{model id: 'train' or 'test'} of the complete build in `root`.
+
+    The same split as the ModelNet-style meshes, for the 3D-R2N2-style grids
+    that training reads: the held-out ('test') models are the ones a
+    generation report compares samples with.
+
+    Raises:
+      DataError: `root` holds no complete build.
+    """
+    return {m.model_id: m.split for m in built_models(root)}
 
 
 def preview_grids(
@@ -543,12 +552,7 @@ def preview_grids(
     """
     from enhancer_gan.voxels.binvox import read_binvox
 
-    args = read_marker(root)
-    if args is None:
-        raise DataError(root, f"no complete synthetic build here (no readable '{DONE_MARKER}')")
-    models = synthetic_models(
-        args["num_per_category"], args["seed"], args["categories"], args["test_fraction"]
-    )
+    models = built_models(root)
     grids, titles = [], []
     for m in models:
         if m.index < per_category:
