@@ -13,6 +13,14 @@ tools/evaluate_generation.py (coverage and MMD of the row's samples).
 Per row: the mean ± std over seeds of SVM accuracy, raw and standardised mAP,
 COV and MMD; and, paired by seed, the difference to the floor and to the
 paper's recipe (`--reference`) with its 95% t-interval.
+
+Beside the t-interval, McNemar's exact test on the test predictions
+(`predictions/<label>.npz`, named by table1.json, see
+enhancer_gan/evaluation/mcnemar.py): per seed n01 (row right, floor or
+reference wrong), n10 (the reverse) and p, and the counts pooled over seeds.
+Pooling counts each test shape once per seed, so its p is optimistic; the
+t-interval over seeds is the primary statistic. Seeds from before the
+predictions were saved show "—".
 """
 
 from __future__ import annotations
@@ -70,6 +78,41 @@ def read_seed(folder: str) -> dict[str, dict[str, float]]:
     return rows
 
 
+def read_predictions(folder: str) -> dict[str, str]:
+    """{label: path} of the Table 1 predictions files of one folder that exist."""
+    from enhancer_gan.evaluation.seeds import read_table
+
+    t1 = read_table(folder, "table1")
+    out = {}
+    for label in t1["order"]:
+        relative = t1["runs"][label].get("predictions_file")
+        if isinstance(relative, str) and os.path.isfile(os.path.join(folder, relative)):
+            out[label] = os.path.join(folder, relative)
+    return out
+
+
+def mcnemar_pair(label: str, base: str, per_seed: dict, predictions: dict) -> dict:
+    """McNemar of `label` against `base` in every seed holding both rows, and pooled.
+
+    Returns:
+      {'per_seed': [(folder, McNemarResult or None when a file is missing)],
+       'pooled': McNemarResult over the seeds with both files, or None}.
+    """
+    from enhancer_gan.evaluation.mcnemar import mcnemar, mcnemar_pooled, paired_predictions
+
+    seeds, items = [], []
+    for folder, rows in per_seed.items():
+        if "svm" not in rows.get(label, {}) or "svm" not in rows.get(base, {}):
+            continue
+        paths = predictions[folder]
+        if label in paths and base in paths:
+            items.append(paired_predictions(paths[label], paths[base]))
+            seeds.append((folder, mcnemar(*items[-1])))
+        else:
+            seeds.append((folder, None))
+    return {"per_seed": seeds, "pooled": mcnemar_pooled(items) if items else None}
+
+
 def build(results_dirs, floor: str, reference: str) -> dict:
     """Summaries per label and metric, and paired comparisons to floor and reference."""
     from enhancer_gan.evaluation.seeds import Summary, paired
@@ -90,7 +133,8 @@ def build(results_dirs, floor: str, reference: str) -> dict:
                 summaries.setdefault(label, {})[metric] = Summary(
                     label, tuple(v for v, _ in items), tuple(s for _, s in items)
                 )
-    comparisons = {}
+    predictions = {folder: read_predictions(folder) for folder in results_dirs}
+    comparisons, mcnemar = {}, {}
     for label in labels:
         for base in (floor, reference):
             if label == base or base not in summaries:
@@ -99,7 +143,14 @@ def build(results_dirs, floor: str, reference: str) -> dict:
                 a, b = summaries[label].get(metric), summaries[base].get(metric)
                 if a and b:
                     comparisons[(label, base, metric)] = paired(a, b)
-    return {"labels": labels, "summaries": summaries, "comparisons": comparisons}
+            if (label, base, "svm") in comparisons:
+                mcnemar[(label, base)] = mcnemar_pair(label, base, per_seed, predictions)
+    return {
+        "labels": labels,
+        "summaries": summaries,
+        "comparisons": comparisons,
+        "mcnemar": mcnemar,
+    }
 
 
 def _cell(summary) -> str:
@@ -117,6 +168,52 @@ def _diff(c) -> str:
         return f"{c.mean_difference:+.2f}"
     mark = " ✓" if c.resolved and c.mean_difference > 0 else (" ✗" if c.resolved else "")
     return f"{c.mean_difference:+.2f} [{c.ci_low:+.2f}, {c.ci_high:+.2f}]{mark}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.3g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def _mcnemar_cell(r) -> str:
+    return "—" if r is None else f"{r.n01} / {r.n10} (p={_p(r.p_value)})"
+
+
+def _pooled_cell(r) -> str:
+    if r is None:
+        return "—"
+    return f"{r.n01} / {r.n10} ({r.groups} seed{'s' if r.groups != 1 else ''})"
+
+
+def mcnemar_markdown(result: dict, floor: str, reference: str) -> str | None:
+    """The McNemar table: each row against the floor (and the reference), per seed and pooled."""
+    from enhancer_gan.evaluation.report import markdown_table
+
+    rows = []
+    for (label, base), m in result["mcnemar"].items():
+        if base == reference and label == floor:
+            continue  # shown as the reference against the floor
+        pooled = m["pooled"]
+        rows.append(
+            [
+                label,
+                base,
+                "; ".join(_mcnemar_cell(r) for _, r in m["per_seed"]),
+                _pooled_cell(pooled),
+                "—" if pooled is None else f"{pooled.difference_pct:+.2f}",
+                "—" if pooled is None else _p(pooled.p_value),
+            ]
+        )
+    if not rows:
+        return None
+    header = [
+        "run",
+        "vs",
+        "per seed: n01 / n10 (p)",
+        "pooled n01 / n10",
+        "pooled Δ acc. (points)",
+        "pooled p",
+    ]
+    return markdown_table(header, rows)
 
 
 def markdown(result: dict, floor: str, reference: str) -> str:
@@ -144,11 +241,39 @@ def markdown(result: dict, floor: str, reference: str) -> str:
                 ref_rows,
             )
         )
-    text.append(
+    notes = [
         "Mean ± std over seeds; Δ: mean paired difference (points) with its 95% "
         "t-interval over seeds; ✓/✗: the interval excludes 0 (higher/lower)."
-    )
+    ]
+    table = mcnemar_markdown(result, floor, reference)
+    if table:
+        text.append(table)
+        notes.append(
+            "McNemar on the test predictions: n01 = test shapes the run classifies right "
+            "and the other row wrong, n10 the reverse; p = exact two-sided binomial test of "
+            "n01 out of n01 + n10 (seeds in folder order; — = no predictions file, older "
+            "results). Pooled: the counts summed over seeds, so each test shape counts once "
+            "per seed and the pooled p is optimistic; the t-interval over seeds is the "
+            "primary statistic."
+        )
+    text.append(" ".join(notes))
     return "\n\n".join(text) + "\n"
+
+
+def mcnemar_json(result: dict) -> list[dict]:
+    """The McNemar comparisons for the JSON: per seed (None = missing file) and pooled."""
+    return [
+        {
+            "a": label,
+            "b": base,
+            "per_seed": [
+                {"source": folder, "result": None if r is None else r.to_dict()}
+                for folder, r in m["per_seed"]
+            ],
+            "pooled": None if m["pooled"] is None else m["pooled"].to_dict(),
+        }
+        for (label, base), m in result["mcnemar"].items()
+    ]
 
 
 def main(argv):
@@ -173,6 +298,7 @@ def main(argv):
             "comparisons": [
                 dict(c.to_dict(), metric=m) for (_, _, m), c in result["comparisons"].items()
             ],
+            "mcnemar": mcnemar_json(result),
         }
         atomic_write_json(os.path.splitext(FLAGS.output)[0] + ".json", payload)
         print(text, end="")

@@ -6,7 +6,8 @@ checkpoint and data; optionally a stratified subsample, `subsets`), then the
 linear SVM (`classification.classify`) or retrieval
 (`retrieval.retrieval_map`), then the files (`report`): `<name>.md` puts our
 numbers beside the paper's (`paper`), `<name>.json` holds everything,
-figures go next to them.
+figures go next to them. Table 1 also keeps each run's test predictions
+(`predictions/<label>.npz`, see `mcnemar`) for McNemar's test between rows.
 
 Which paper row a run sits beside is read from the run's config, not from
 its label: a run without the enhancer is compared with "without enhancer",
@@ -29,6 +30,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from enhancer_gan.evaluation.feature_cache import EvalData, run_features
+from enhancer_gan.evaluation.mcnemar import predictions_file
 from enhancer_gan.evaluation.paper import (
     COLUMN_NAMES,
     TABLE1,
@@ -121,6 +123,7 @@ def _classification_table(
     results_dir: str,
     figures: bool,
     *,
+    predictions: bool = False,
     c_values,
     cv_folds: int,
     batch_size: int,
@@ -128,11 +131,19 @@ def _classification_table(
     progress: bool,
     log,
 ) -> dict:
-    """Table 1 or 3: every run's features and SVM, the rows, the figures, the files."""
+    """Table 1 or 3: every run's features and SVM, the rows, the figures, the files.
+
+    With `predictions`, each run's test labels and predictions also go to
+    `predictions/<label>.npz` (`mcnemar.save_predictions`), named in its JSON
+    entry as `predictions_file` (relative to `results_dir`).
+    """
     figure_names = [
         f"{kind}_{s.label}.png" for s in specs for kind in ("confusion", "per_class") if figures
     ]
-    check_outputs(results_dir, table_outputs(table.name, figure_names), overwrite)
+    prediction_names = [predictions_file(s.label) for s in specs] if predictions else []
+    check_outputs(
+        results_dir, table_outputs(table.name, figure_names + prediction_names), overwrite
+    )
     results = _classification_rows(
         specs,
         data,
@@ -162,6 +173,10 @@ def _classification_table(
         if figures:
             runs[spec.label]["figures"] = _classification_figures(
                 spec.label, report, column, results_dir
+            )
+        if predictions:
+            runs[spec.label]["predictions_file"] = _save_test_predictions(
+                spec.label, feats["test"], report, results_dir
             )
         rows.append(row)
     notes = setting_notes(sources, data)
@@ -260,6 +275,21 @@ def _classification_figures(label: str, report, column: str, results_dir: str) -
     return {"confusion": confusion, "per_class": per_class}
 
 
+def _save_test_predictions(label: str, test: dict, report, results_dir: str) -> str:
+    """predictions/<label>.npz: the test labels, predictions and model ids; returns its
+    path relative to `results_dir` (for McNemar's test later, without refitting)."""
+    from enhancer_gan.evaluation.mcnemar import save_predictions
+
+    relative = predictions_file(label)
+    save_predictions(
+        os.path.join(results_dir, relative),
+        test["labels"],
+        report.predictions,
+        test.get("model_ids"),
+    )
+    return relative
+
+
 def _classification_markdown(table, data, num_classes, column, counts, rows, notes) -> str:
     number = table.name[-1]
     return _table_markdown(
@@ -299,7 +329,8 @@ def evaluate_table1(
     progress: bool = False,
     log: Callable[[str], None] = logger.info,
 ) -> dict:
-    """Table 1: features, linear SVM, table1.md/.json, confusion and per-class PNGs.
+    """Table 1: features, linear SVM, table1.md/.json, confusion and per-class PNGs,
+    and each run's test predictions in predictions/<label>.npz (for `mcnemar`).
 
     Args:
       specs: the runs (see `parse_runs`, `with_random_baseline`).
@@ -319,6 +350,7 @@ def evaluate_table1(
         data,
         results_dir,
         True,
+        predictions=True,
         c_values=c_values or DEFAULT_C_VALUES,
         cv_folds=cv_folds,
         batch_size=batch_size,
