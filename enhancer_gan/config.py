@@ -27,6 +27,9 @@ SHAPENET_SYNSETS = {
     "watercraft": "04530566",
 }
 
+# DM's game (TrainConfig.gan_loss): the paper's cross-entropy, or WGAN-GP.
+GAN_LOSSES = ("standard", "wgan_gp")
+
 DATASET_KINDS = ("synthetic", "r2n2", "r2n2_v2", "shapenet_v2", "modelnet", "archive")
 # Kinds whose grid files exist at one side only: {kind: (side, what would work instead)}.
 # Checked with the model's resolution when the configuration is built, so a
@@ -57,6 +60,24 @@ class ModelConfig:
       discriminator_activation: 'leaky_relu' (default, DCGAN/3D-GAN practice)
         or 'relu' (strict reading of the paper).
       leaky_relu_slope: negative slope of LeakyReLU.
+
+    Candidates for DM beyond the paper (docs/DESIGN.md#candidates; all off by
+    default, so the paper's DM, its checkpoints and old config.json files are
+    unchanged):
+      dm_spectral_norm: every conv layer of DM and its Dense heads wrapped in
+        `keras.layers.SpectralNormalization` (one power iteration; Miyato et
+        al. 2018). Independent of `dm_batch_norm`: SNGAN's discriminator has
+        no batch norm, so that recipe is both flags (--dm_spectral_norm
+        --nodm_batch_norm); this one flag does only what its name says.
+      dm_minibatch_std: ProGAN's minibatch standard deviation (Karras et al.
+        2018): one channel appended to DM's last conv output before the
+        logits Dense (the conv feature outputs are unchanged).
+      dm_rotation_head: a Dense(4) head on DM's flattened last conv output,
+        `outputs["rotation_logits"]`: which quarter turn about y the grid had
+        (Chen et al. 2019). Trained only with TrainConfig.rotation_weight > 0,
+        and required by it.
+      dm_batch_norm: batch norm after DM's conv layers 2.. (the paper); False
+        drops it and every conv keeps its bias. WGAN-GP needs False.
     """
 
     resolution: int = 64
@@ -67,6 +88,10 @@ class ModelConfig:
     image_size: int = 128
     discriminator_activation: str = "leaky_relu"
     leaky_relu_slope: float = 0.2
+    dm_spectral_norm: bool = False
+    dm_minibatch_std: bool = False
+    dm_rotation_head: bool = False
+    dm_batch_norm: bool = True
 
     def __post_init__(self):
         if self.resolution not in (32, 64):
@@ -196,6 +221,27 @@ class TrainConfig:
         generators' weights, updated after every step and checkpointed
         (`training.ema`); samples are drawn from the average when it exists.
         0 = off (the paper samples its last iterate).
+
+    Candidates beyond the paper (docs/DESIGN.md#candidates; defaults = the paper):
+      rotation_weight: alpha of the self-supervised rotation loss (Chen et al.
+        2019): DM's rotation head classifies which of 4 quarter turns about y
+        each real grid had (example i turned i mod 4 times: one rotation per
+        example, so the batch keeps its size), weight alpha in DM's loss; GM's
+        loss adds the same cross-entropy on its rotated samples with weight
+        beta = 0.2 alpha (the paper's alpha = 1, beta = 0.2). 0 = off; > 0
+        needs ModelConfig.dm_rotation_head.
+      gan_loss: DM's game: 'standard' (the paper's cross-entropy) or 'wgan_gp'
+        (Gulrajani et al. 2017, as 3D-IWGAN trains it): the critic minimises
+        mean D(fake) - mean D(real) + gp_weight * mean (||grad D(x_hat)||_2 - 1)^2,
+        x_hat a random interpolate of a real and a generated grid, and GM
+        minimises -mean D(fake). DE/GE keep the standard loss. Needs DM
+        without batch norm (ModelConfig.dm_batch_norm=False: the penalty is
+        per example) and hard labels (real_label=1).
+      gp_weight: lambda of the WGAN-GP gradient penalty (10 in the paper).
+      critic_steps: DM updates per step (WGAN-GP: 5); DE still updates once.
+        Every critic update uses the same real grids and the same generated
+        grids of z0 (fresh augmentation, noise and interpolation draws each
+        time), so the data stream and z are those of critic_steps=1.
     """
 
     batch_size: int = 64
@@ -221,6 +267,10 @@ class TrainConfig:
     r1_gamma: float = 0.0
     discriminator_augment: bool = False
     generator_ema: float = 0.0
+    rotation_weight: float = 0.0
+    gan_loss: str = "standard"
+    gp_weight: float = 10.0
+    critic_steps: int = 1
 
     @property
     def d_learning_rate(self) -> float:
@@ -268,6 +318,37 @@ class TrainConfig:
             raise ConfigError(
                 f"generator_ema must be in [0, 1) (0 = off), got {self.generator_ema}"
             )
+        if self.rotation_weight < 0:
+            raise ConfigError(f"rotation_weight must be >= 0, got {self.rotation_weight}")
+        if self.gan_loss not in GAN_LOSSES:
+            raise ConfigError(f"gan_loss must be one of {GAN_LOSSES}, got {self.gan_loss!r}")
+        if self.gp_weight < 0:
+            raise ConfigError(f"gp_weight must be >= 0, got {self.gp_weight}")
+        if self.critic_steps < 1:
+            raise ConfigError(f"critic_steps must be >= 1, got {self.critic_steps}")
+        if self.gan_loss == "wgan_gp" and self.real_label != 1.0:
+            raise ConfigError(
+                f"real_label={self.real_label} has no meaning for a WGAN-GP critic; use 1"
+            )
+
+
+def check_compatible(model: ModelConfig, train: TrainConfig) -> None:
+    """Refuses a TrainConfig that the ModelConfig's DM cannot train (ConfigError).
+
+    WGAN-GP needs DM without batch norm; a rotation loss needs the rotation
+    head, and the head needs the loss (untrained, it would only add weights).
+    """
+    if train.gan_loss == "wgan_gp" and model.dm_batch_norm:
+        raise ConfigError(
+            "gan_loss='wgan_gp' needs DM without batch norm "
+            "(dm_batch_norm=False, flag --nodm_batch_norm)"
+        )
+    if (train.rotation_weight > 0) != model.dm_rotation_head:
+        raise ConfigError(
+            f"rotation_weight={train.rotation_weight} and dm_rotation_head="
+            f"{model.dm_rotation_head} disagree: the rotation loss needs DM's rotation "
+            "head and the head needs the loss (--rotation_weight > 0 sets both)"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +361,7 @@ class ExperimentConfig:
     run_dir: str = ""
 
     def __post_init__(self):
+        check_compatible(self.model, self.train)
         fixed = FIXED_RESOLUTION_KINDS.get(self.data.kind)
         if fixed and self.model.resolution != fixed[0]:
             raise ConfigError(

@@ -6,8 +6,11 @@
 For each run: DM features of the TRAIN split at every checkpoint and at the
 run's random initialisation (the floor, same seed), scored on a stratified
 validation part carved from the train split (linear-SVM accuracy with C by
-3-fold CV on the rest; retrieval mAP raw and standardised), with DM's accuracy
-and D(real)/D(fake) from the run's TensorBoard events. Writes, per run,
+3-fold CV on the rest; retrieval mAP raw, standardised and block-L2), with
+DM's accuracy and D(real)/D(fake) from the run's TensorBoard events, and
+(--num_samples > 0) each checkpoint's samples against the validation grids
+(COV, MMD, 1-NNA, pieces per sample) beside the ceiling of as many real grids
+of the fitting part scored the same way. Writes, per run,
 <output_dir>/<run name>.json and .png, and <output_dir>/summary.md (the last
 checkpoint of every run against its floor) and, for several runs,
 <output_dir>/together.png (every run's curves as differences to its floor). Re-running scores only the
@@ -36,28 +39,54 @@ flags.DEFINE_float("val_fraction", 0.2, "Share of the train split held out for v
 flags.DEFINE_integer("split_seed", 0, "Seed of the validation split (the same for every run).")
 flags.DEFINE_list("c_values", [], "SVM C candidates (default: the classifier's grid).")
 flags.DEFINE_bool("last_only", False, "Score only the floor and the latest checkpoint.")
+flags.DEFINE_integer("num_samples", 128, "Samples scored per checkpoint (0 = no sample measures).")
+flags.DEFINE_integer("max_reference", 256, "Validation grids the samples are compared with (at most).")
 FLAGS = flags.FLAGS
 
 
 def summary_markdown(curves: list[dict]) -> str:
     """One row per run: last checkpoint against the floor of the same seed."""
     lines = [
-        "| run | step | SVM val (%) | floor | Δ | mAP raw | floor | Δ | mAP std | floor | Δ |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | step | SVM val (%) | floor | Δ | mAP raw | floor | Δ | mAP std | floor | Δ "
+        "| mAP block-L2 | floor | Δ | COV | ceiling | pieces |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in curves:
         if not c["checkpoints"]:
             continue
         last, floor = c["checkpoints"][-1], c["floor"]
         cells = [os.path.basename(os.path.normpath(c["run_dir"])), str(last["step"])]
-        for key in ("svm_val_accuracy", "map_raw", "map_standardized"):
+        for key in ("svm_val_accuracy", "map_raw", "map_standardized", "map_block_l2"):
+            if key not in last or key not in floor:
+                cells += ["–"] * 3
+                continue
             cells += [
                 f"{last[key]:.2f}",
                 f"{floor[key]:.2f}",
                 f"{last[key] - floor[key]:+.2f}",
             ]
+        samples, ceiling = last.get("samples"), c.get("sample_ceiling")
+        if samples and ceiling:
+            cells += [f"{samples['cov']:.3f}", f"{ceiling['cov']:.3f}"]
+            cells.append(f"{samples['generated_components']:.1f}")
+        else:
+            cells += ["–"] * 3
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _sample_reference(grids, split):
+    """Validation grids (at most --max_reference) and --num_samples fitting grids, seeded."""
+    import numpy as np
+
+    from enhancer_gan.evaluation import feature_curve as fc
+
+    rng = np.random.default_rng(FLAGS.split_seed)
+    val = split.val
+    if len(val) > FLAGS.max_reference:
+        val = np.sort(rng.choice(val, FLAGS.max_reference, replace=False))
+    fit = np.sort(rng.choice(split.fit, min(FLAGS.num_samples, len(split.fit)), replace=False))
+    return fc.SampleReference(grids[val], grids[fit], FLAGS.num_samples, FLAGS.split_seed)
 
 
 def main(argv):
@@ -90,6 +119,7 @@ def main(argv):
         grids = unpack_grids(shapes.packed, resolution)
         labels = shapes.labels
         split = fc.carve_validation(labels, FLAGS.val_fraction, FLAGS.split_seed)
+        samples = _sample_reference(grids, split) if FLAGS.num_samples > 0 else None
         curves = []
         for run_dir in FLAGS.run_dirs:
             name = os.path.basename(os.path.normpath(run_dir))
@@ -101,7 +131,14 @@ def main(argv):
                 if previous.get("validation", {}).get("num_val") != len(split.val):
                     previous = None
             curve = fc.feature_curve(
-                run_dir, grids, labels, split, previous, c_values, last_only=FLAGS.last_only
+                run_dir,
+                grids,
+                labels,
+                split,
+                previous,
+                c_values,
+                last_only=FLAGS.last_only,
+                samples=samples,
             )
             atomic_write_json(path, curve)
             fc.plot_feature_curve(curve, os.path.join(FLAGS.output_dir, f"{name}.png"), name)

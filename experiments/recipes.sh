@@ -7,6 +7,8 @@
 PAPER="--discriminator_learning_rate=0 --generator_learning_rate=0 --discriminator_gate=1"
 PAPER="$PAPER --instance_noise=0 --instance_noise_steps=0 --real_label=1 --r1_gamma=0"
 PAPER="$PAPER --nodiscriminator_augment"
+PAPER="$PAPER --nodm_spectral_norm --nodm_minibatch_std --rotation_weight=0 --gan_loss=standard"
+PAPER="$PAPER --critic_steps=1 --dm_batch_norm"
 
 declare -A RECIPE=(
     [paper]=""
@@ -21,6 +23,10 @@ declare -A RECIPE=(
     [augment+noise]="--discriminator_augment --instance_noise=0.2"
     [d_lr_1e-5+noise]="--discriminator_learning_rate=1e-5 --instance_noise=0.2"
     [d_lr_1e-5+r1]="--discriminator_learning_rate=1e-5 --r1_gamma=10"
+    [sn]="--dm_spectral_norm"
+    [mbstd]="--dm_minibatch_std"
+    [rotation]="--rotation_weight=1"
+    [wgan_gp]="--gan_loss=wgan_gp --critic_steps=5 --nodm_batch_norm"
     [all]="--discriminator_learning_rate=1e-5 --instance_noise=0.2 --discriminator_gate=0.8 --real_label=0.9"
 )
 

@@ -153,6 +153,40 @@ flags.DEFINE_float(
     "Decay of a moving average of the generators' weights that samples come from (0 = off).",
 )
 
+# Candidates beyond the paper (docs/DESIGN.md#candidates; defaults = the paper).
+flags.DEFINE_bool(
+    "dm_spectral_norm",
+    _M.dm_spectral_norm,
+    "Beyond the paper: spectral normalisation of DM's conv layers and Dense heads.",
+)
+flags.DEFINE_bool(
+    "dm_minibatch_std",
+    _M.dm_minibatch_std,
+    "Beyond the paper: ProGAN's minibatch-std channel before DM's logits.",
+)
+flags.DEFINE_bool(
+    "dm_batch_norm",
+    _M.dm_batch_norm,
+    "Batch norm in DM (the paper); --nodm_batch_norm drops it (needed by WGAN-GP).",
+)
+flags.DEFINE_float(
+    "rotation_weight",
+    _T.rotation_weight,
+    "Beyond the paper: weight of DM's self-supervised rotation loss (GM's: 0.2 x this); "
+    "> 0 adds DM's rotation head (0 = off).",
+)
+flags.DEFINE_enum(
+    "gan_loss",
+    _T.gan_loss,
+    ["standard", "wgan_gp"],
+    "DM's game: the paper's cross-entropy, or WGAN-GP (beyond the paper; needs "
+    "--nodm_batch_norm, usually --critic_steps=5).",
+)
+flags.DEFINE_float("gp_weight", _T.gp_weight, "WGAN-GP gradient-penalty weight lambda.")
+flags.DEFINE_integer(
+    "critic_steps", _T.critic_steps, "Beyond the paper: DM updates per step (DE: one)."
+)
+
 FLAGS = flags.FLAGS
 
 
@@ -169,6 +203,10 @@ def config_from_flags() -> ExperimentConfig:
             latent_dim=FLAGS.latent_dim,
             image_size=FLAGS.image_size,
             discriminator_activation=FLAGS.discriminator_activation,
+            dm_spectral_norm=FLAGS.dm_spectral_norm,
+            dm_minibatch_std=FLAGS.dm_minibatch_std,
+            dm_rotation_head=FLAGS.rotation_weight > 0,
+            dm_batch_norm=FLAGS.dm_batch_norm,
         ),
         data=DataConfig(
             kind=FLAGS.dataset,
@@ -205,6 +243,10 @@ def config_from_flags() -> ExperimentConfig:
             r1_gamma=FLAGS.r1_gamma,
             discriminator_augment=FLAGS.discriminator_augment,
             generator_ema=FLAGS.generator_ema,
+            rotation_weight=FLAGS.rotation_weight,
+            gan_loss=FLAGS.gan_loss,
+            gp_weight=FLAGS.gp_weight,
+            critic_steps=FLAGS.critic_steps,
         ),
         run_dir=FLAGS.run_dir or "",
     )

@@ -119,7 +119,8 @@ def test_recipe_flags_are_accepted_by_train_py():
             timeout=120,
         )
         assert proc.returncode == 0, (name, proc.stderr)
-        configs[name] = json.loads(proc.stdout)["train"]
+        parsed = json.loads(proc.stdout)
+        configs[name] = {"model": parsed["model"], "train": parsed["train"]}
     default = json.loads(
         subprocess.run(
             [sys.executable, "experiments/train.py", "--dry_run"],
@@ -128,9 +129,15 @@ def test_recipe_flags_are_accepted_by_train_py():
             text=True,
             check=True,
         ).stdout
-    )["train"]
-    assert configs["paper"] == default
-    assert configs["augment"]["discriminator_augment"] is True
-    assert configs["3dgan"]["discriminator_gate"] == 0.8
-    assert configs["3dgan"]["generator_learning_rate"] == 2.5e-3
+    )
+    assert configs["paper"] == {"model": default["model"], "train": default["train"]}
+    assert configs["augment"]["train"]["discriminator_augment"] is True
+    assert configs["3dgan"]["train"]["discriminator_gate"] == 0.8
+    assert configs["3dgan"]["train"]["generator_learning_rate"] == 2.5e-3
+    assert configs["sn"]["model"]["dm_spectral_norm"] is True
+    assert configs["mbstd"]["model"]["dm_minibatch_std"] is True
+    assert configs["rotation"]["model"]["dm_rotation_head"] is True
+    assert configs["rotation"]["train"]["rotation_weight"] == 1.0
+    assert configs["wgan_gp"]["train"]["gan_loss"] == "wgan_gp"
+    assert configs["wgan_gp"]["model"]["dm_batch_norm"] is False
     assert len({json.dumps(c, sort_keys=True) for c in configs.values()}) == len(configs)

@@ -35,12 +35,40 @@ def pooled_features(outputs: dict, names) -> tf.Tensor:
     return tf.concat(parts, axis=1)
 
 
+def feature_block_sizes(voxel_discriminator) -> tuple[int, ...]:
+    """The length of each pooled layer's block in the feature, in order: 4^3 x channels.
+
+    `conv(name)` is the convolution itself, also when spectral norm wraps it.
+    """
+    return tuple(
+        POOLED_SIDE**3 * voxel_discriminator.conv(name).filters
+        for name in voxel_discriminator.feature_layer_names
+    )
+
+
 def feature_size(voxel_discriminator) -> int:
     """F for a built DM: sum over the feature layers of 4^3 x channels."""
-    total = 0
-    for name in voxel_discriminator.feature_layer_names:
-        total += POOLED_SIDE**3 * getattr(voxel_discriminator, name).filters
-    return total
+    return sum(feature_block_sizes(voxel_discriminator))
+
+
+def block_l2_normalize(features: np.ndarray, block_sizes) -> np.ndarray:
+    """Each layer's block of every feature row scaled to unit L2 norm (zero blocks stay 0).
+
+    DM's three pooled layers differ in scale by orders of magnitude, so raw
+    Euclidean distances are dominated by one of them; this transform gives
+    each layer the same weight without fitting anything.
+    """
+    features = np.asarray(features, dtype=np.float32)
+    if sum(block_sizes) != features.shape[1]:
+        raise ValueError(f"blocks {tuple(block_sizes)} do not add up to {features.shape[1]}")
+    out = np.empty_like(features)
+    start = 0
+    for size in block_sizes:
+        block = features[:, start : start + size]
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        out[:, start : start + size] = block / np.maximum(norms, 1e-12)
+        start += size
+    return out
 
 
 class FeatureExtractor:

@@ -15,6 +15,11 @@ order of `enhancer_gan.voxels`):
 
 The layers in brackets exist only at resolution 64. This module builds
 networks; it does not train them or read data.
+
+DM's candidates beyond the paper (ModelConfig.dm_*; all off by default, and
+off the network is exactly the paper's, variable for variable): spectral
+normalisation of its layers, no batch norm, ProGAN's minibatch standard
+deviation before the logits, and a 4-way rotation head (docs/DESIGN.md#candidates).
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ GM_INPUT_WIDTH = 512
 GM_WIDTHS_64 = (256, 128, 64)
 DM_WIDTHS_64 = (64, 128, 256, 512)
 VOXEL_KERNEL = 4
+# DM's rotation head: quarter turns about y, 0..3 (ModelConfig.dm_rotation_head).
+ROTATIONS = 4
+# ProGAN's minibatch-std group size (ModelConfig.dm_minibatch_std).
+MINIBATCH_STD_GROUP = 4
 
 _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 # Keyword arguments of keras.Model that may appear beside the ModelConfig
@@ -249,6 +258,61 @@ class VoxelGenerator(ConfiguredModel):
         return self.sigmoid(self.to_voxels(x))
 
 
+def spectral_norm(layer: layers.Layer, config: ModelConfig, **kwargs) -> layers.Layer:
+    """`layer` in `keras.layers.SpectralNormalization` (1 power iteration) if
+    config.dm_spectral_norm, else `layer` itself. Beyond the paper.
+
+    Keras's wrapper divides the kernel variable by its estimated largest
+    singular value in place at every training-mode call (the normalised
+    kernel is what the layer then uses, what the optimiser updates and what
+    inference mode reads). The wrapper keeps the layer's name. Under mixed
+    precision the normalisation runs in float32 (the layer itself in
+    float16): a wrapper of the global policy reads the kernel un-autocast
+    (`autocast=False`); one given `dtype="float32"` (the heads, whose
+    outputs are float32) autocasts to float32, inputs included.
+    """
+    if not config.dm_spectral_norm:
+        return layer
+    return layers.SpectralNormalization(
+        layer, power_iterations=1, autocast="dtype" in kwargs, name=layer.name, **kwargs
+    )
+
+
+def _call(layer: layers.Layer, x, training):
+    # Only the spectral-norm wrapper takes `training` (it normalises then).
+    if isinstance(layer, layers.SpectralNormalization):
+        return layer(x, training=training)
+    return layer(x)
+
+
+def minibatch_std(x, group_size: int = MINIBATCH_STD_GROUP):
+    """x [B, ..., C] -> [B, ..., C + 1]: ProGAN's minibatch standard deviation.
+
+    The batch is split into groups of `group_size` (example i in group
+    i mod (B / group_size), as ProGAN's reshape does) when B is a multiple of
+    it, else it is one group (so B < 4 is min(4, B) too). Per group: the std
+    over its members of every feature (position and channel),
+    sqrt(var + 1e-8), averaged over the features; the appended channel holds
+    that scalar at every position of each of the group's examples. Under a
+    strategy with several replicas the groups are those of the replica's own
+    batch. Computed in float32; returned in x's dtype. Beyond the paper.
+    """
+    import tensorflow as tf
+
+    shape = tf.shape(x)
+    b = shape[0]
+    g = tf.where(b % group_size == 0, group_size, b)
+    y = tf.reshape(tf.cast(x, tf.float32), tf.concat([[g, b // g], shape[1:]], axis=0))
+    y = y - tf.reduce_mean(y, axis=0, keepdims=True)
+    std = tf.sqrt(tf.reduce_mean(tf.square(y), axis=0) + 1e-8)  # [B / g, ...]
+    std = tf.reduce_mean(std, axis=list(range(1, len(x.shape))))  # [B / g]
+    std = tf.tile(std, [g])  # example i -> its group i mod (B / g)
+    channel = tf.ones_like(x[..., :1]) * tf.cast(
+        tf.reshape(std, [-1] + [1] * (len(x.shape) - 1)), x.dtype
+    )
+    return tf.concat([x, channel], axis=-1)
+
+
 class VoxelDiscriminator(ConfiguredModel):
     """DM: an occupancy grid -> named conv features and a real/fake logit.
 
@@ -256,9 +320,18 @@ class VoxelDiscriminator(ConfiguredModel):
       voxels: [B, R, R, R, 1] float in [0, 1].
       returns: dict with one entry per conv layer, named by `layer_names`
         ('conv16_128': [B, 16, 16, 16, c(128)], ...), each taken after the
-        activation, and 'logits': [B, 1] float32.
+        activation, and 'logits': [B, 1] float32; with
+        config.dm_rotation_head also 'rotation_logits': [B, 4] float32.
     `feature_layer_names` are the last three conv outputs (16^3 x 128,
     8^3 x 256, 4^3 x 512 at width 1, both resolutions): the shape feature.
+    With config.dm_spectral_norm the attributes named by `layer_names` are
+    the wrappers; `conv(name)` is the convolution itself either way.
+
+    Candidates beyond the paper (ModelConfig): dm_batch_norm=False drops the
+    batch norms (the convs keep their biases); dm_spectral_norm wraps every
+    conv and Dense head (`spectral_norm`); dm_minibatch_std appends
+    `minibatch_std`'s channel to the last conv output before the logits
+    Dense only; the rotation head reads the last conv output without it.
     """
 
     def __init__(self, config: ModelConfig, name: str = "voxel_discriminator", **kwargs):
@@ -268,37 +341,49 @@ class VoxelDiscriminator(ConfiguredModel):
         for k, (layer_name, paper_width) in enumerate(
             zip(self.layer_names, _dm_paper_widths(config))
         ):
-            first = k == 0
-            setattr(
-                self,
-                layer_name,
-                strided.Conv3D(
-                    channels(paper_width, config),
-                    VOXEL_KERNEL,
-                    strides=2,
-                    padding="same",
-                    # DCGAN practice: no batch norm on the first layer, so it
-                    # keeps its bias; the others' biases would be cancelled.
-                    use_bias=first,
-                    kernel_initializer=kernel_initializer(),
-                    name=layer_name,
-                ),
+            normalised = k > 0 and config.dm_batch_norm
+            conv = strided.Conv3D(
+                channels(paper_width, config),
+                VOXEL_KERNEL,
+                strides=2,
+                padding="same",
+                # DCGAN practice: no batch norm on the first layer, so it
+                # keeps its bias; the others' biases would be cancelled.
+                use_bias=not normalised,
+                kernel_initializer=kernel_initializer(),
+                name=layer_name,
             )
-            if not first:
+            setattr(self, layer_name, spectral_norm(conv, config))
+            if normalised:
                 setattr(self, f"bn_{layer_name}", batch_norm(f"bn_{layer_name}"))
         self.flatten = layers.Flatten(name="flatten")
-        self.logits = layers.Dense(
-            1, kernel_initializer=kernel_initializer(), dtype="float32", name="logits"
+        self.logits = self._head(1, "logits")
+        if config.dm_rotation_head:
+            self.rotation_logits = self._head(ROTATIONS, "rotation_logits")
+
+    def _head(self, units: int, name: str) -> layers.Layer:
+        dense = layers.Dense(
+            units, kernel_initializer=kernel_initializer(), dtype="float32", name=name
         )
+        return spectral_norm(dense, self.model_config, dtype="float32")
+
+    def conv(self, name: str) -> layers.Layer:
+        """The Conv3D layer `name` of `layer_names` (unwrapped under spectral norm)."""
+        layer = getattr(self, name)
+        return layer.layer if isinstance(layer, layers.SpectralNormalization) else layer
 
     def call(self, voxels, training=False):
+        config = self.model_config
         outputs = {}
         x = voxels
         for k, layer_name in enumerate(self.layer_names):
-            x = getattr(self, layer_name)(x)
-            if k > 0:
+            x = _call(getattr(self, layer_name), x, training)
+            if k > 0 and config.dm_batch_norm:
                 x = getattr(self, f"bn_{layer_name}")(x, training=training)
-            x = discriminator_activation(x, self.model_config)
+            x = discriminator_activation(x, config)
             outputs[layer_name] = x
-        outputs["logits"] = self.logits(self.flatten(x))
+        h = minibatch_std(x) if config.dm_minibatch_std else x
+        outputs["logits"] = _call(self.logits, self.flatten(h), training)
+        if config.dm_rotation_head:
+            outputs["rotation_logits"] = _call(self.rotation_logits, self.flatten(x), training)
         return outputs

@@ -10,6 +10,11 @@ With D(x) = sigmoid(logit):
                 = softplus(-real_logit) + softplus(fake_logit)
   generator, non-saturating (default):  -log D(G(z)) = softplus(-fake_logit)
   generator, minimax (the paper's eq.):  log(1 - D(G(z))) = -softplus(fake_logit)
+
+Beyond the paper (docs/DESIGN.md#candidates), on DM only:
+  WGAN-GP critic:     D(fake) - D(real), + gp_weight (||grad D(x_hat)||_2 - 1)^2
+  WGAN-GP generator:  -D(fake)
+  rotation:           cross-entropy of the 4-way rotation logits
 """
 
 from __future__ import annotations
@@ -59,3 +64,31 @@ def accuracy(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
     real_ok = tf.cast(_flat(real_logits) > 0, tf.float32)
     fake_ok = tf.cast(_flat(fake_logits) < 0, tf.float32)
     return 0.5 * (real_ok + fake_ok)
+
+
+def wasserstein_critic_loss(real_scores: tf.Tensor, fake_scores: tf.Tensor) -> tf.Tensor:
+    """Per-example WGAN critic loss D(fake) - D(real): [B]; its mean is
+    mean D(fake) - mean D(real), the negated Wasserstein estimate."""
+    return _flat(fake_scores) - _flat(real_scores)
+
+
+def wasserstein_generator_loss(fake_scores: tf.Tensor) -> tf.Tensor:
+    """Per-example WGAN generator loss -D(G(z)): [B]."""
+    return -_flat(fake_scores)
+
+
+def gradient_penalty(gradients: tf.Tensor) -> tf.Tensor:
+    """Per-example WGAN-GP penalty (||grad_x D(x)||_2 - 1)^2 over all but the batch axis: [B].
+
+    The norm is sqrt(sum g^2 + 1e-12), so its own gradient is finite at g = 0.
+    """
+    g = tf.cast(gradients, tf.float32)
+    norm = tf.sqrt(tf.reduce_sum(tf.square(tf.reshape(g, [tf.shape(g)[0], -1])), axis=1) + 1e-12)
+    return tf.square(norm - 1.0)
+
+
+def rotation_loss(rotation_logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Per-example cross-entropy of rotation logits [B, 4] against labels [B] in 0..3: [B]."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int32), logits=tf.cast(rotation_logits, tf.float32)
+    )

@@ -8,6 +8,11 @@ step says:
   augmentation     DiffAugment of DM's inputs: per-example shift and x/z
                    mirror (`augment`); differentiable, so G learns through it.
   R1               DM's logits on real grids and ||grad_x DM(x)||^2 (`logits_and_r1`).
+  rotation         quarter turns of grids about y (`rotate_about_up`), example i
+                   turned i mod 4 times (`rotate_by_index`): the self-supervised
+                   rotation task of DM's rotation head (Chen et al. 2019).
+  WGAN-GP          (||grad DM(x_hat)||_2 - 1)^2 at random interpolates x_hat of
+                   real and generated grids (`interpolate`, `gradient_penalty`).
 
 Gating, label smoothing and loss scaling live with the optimisers and the
 losses (`GanTrainer._apply_gated`, `losses.discriminator_loss(real_label=)`,
@@ -23,11 +28,16 @@ from __future__ import annotations
 import tensorflow as tf
 
 from enhancer_gan.config import TrainConfig
+from enhancer_gan.models.voxel import ROTATIONS  # quarter turns about y the task tells apart
 from enhancer_gan.training import losses
 
 # Salts of the stateless RNGs of instance noise and DM's input augmentation.
 NOISE_SALT = 0x1A5E
 AUGMENT_SALT = 0x0A06
+# Salt of the WGAN-GP interpolation weights.
+GP_SALT = 0x06B0
+# The generator's rotation weight beta over DM's alpha (Chen et al. 2019: alpha 1, beta 0.2).
+GENERATOR_ROTATION_RATIO = 0.2
 
 
 def step_seed(seed: int, salt: int, step: tf.Variable, which: int) -> tf.Tensor:
@@ -35,6 +45,13 @@ def step_seed(seed: int, salt: int, step: tf.Variable, which: int) -> tf.Tensor:
     replica = tf.distribute.get_replica_context().replica_id_in_sync_group
     key = (step * 64 + tf.cast(replica, tf.int64)) * 8 + which
     return tf.stack([tf.constant(seed, tf.int64) + salt, key])
+
+
+def critic_seed(seed: tf.Tensor, critic: int) -> tf.Tensor:
+    """`seed` for critic update 0; a different stateless seed for each later one."""
+    if critic == 0:
+        return seed
+    return tf.random.experimental.stateless_fold_in(seed, critic)
 
 
 def instance_noise_std(config: TrainConfig, step: tf.Variable) -> tf.Tensor:
@@ -82,3 +99,62 @@ def logits_and_r1(discriminator, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         logits = discriminator(x, training=True)["logits"]
         total = tf.reduce_sum(tf.cast(logits, tf.float32))
     return logits, losses.r1_penalty(tape.gradient(total, x))
+
+
+def quarter_turn(x: tf.Tensor) -> tf.Tensor:
+    """Grids [B, X, Y, Z, C] turned once about y (up): np.rot90(grid, 1, axes=(0, 2)).
+
+    Reverse z, then swap x and z (numpy's rot90: flip the second axis, then
+    transpose); y and the channels are untouched. Needs X == Z.
+    """
+    return tf.transpose(tf.reverse(x, [3]), [0, 3, 2, 1, 4])
+
+
+def rotate_about_up(x: tf.Tensor, k) -> tf.Tensor:
+    """Grids [B, R, R, R, C] turned k quarter turns about y.
+
+    `k`: a Python int (every example), or an int tensor [B] (one per example).
+    Only transposes, reversals and a gather: the gradient flows through.
+    """
+    turns = [x]
+    for _ in range(ROTATIONS - 1):
+        turns.append(quarter_turn(turns[-1]))
+    if isinstance(k, int):
+        return turns[k % ROTATIONS]
+    stacked = tf.stack(turns, axis=1)  # [B, 4, R, R, R, C]
+    return tf.gather(stacked, tf.cast(k, tf.int32) % ROTATIONS, axis=1, batch_dims=1)
+
+
+def rotate_by_index(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(x with example i turned i mod 4 quarter turns about y, the labels i mod 4 [B] int32).
+
+    One rotation per example keeps the batch size (cheaper than all four
+    turns of every example); the data pipeline shuffles, so an example's
+    index says nothing about its shape. The index is the replica's own.
+    """
+    labels = tf.range(tf.shape(x)[0], dtype=tf.int32) % ROTATIONS
+    return rotate_about_up(x, labels), labels
+
+
+def interpolate(real: tf.Tensor, fake: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """x_hat = eps real + (1 - eps) fake, eps ~ U[0, 1] per example from the stateless `seed`."""
+    shape = [tf.shape(real)[0]] + [1] * (len(real.shape) - 1)
+    eps = tf.random.stateless_uniform(shape, seed, dtype=real.dtype)
+    return eps * real + (1.0 - eps) * tf.cast(fake, real.dtype)
+
+
+def gradient_penalty(discriminator, real: tf.Tensor, fake: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Per-example WGAN-GP penalty (||grad_x D(x_hat)||_2 - 1)^2 [B] at `interpolate`'s x_hat.
+
+    Call inside the critic's tape: the penalty's gradient (a second
+    derivative) then reaches the critic's weights. The gradient of the sum of
+    the scores is each example's own only if D treats examples separately:
+    no batch norm (ModelConfig.dm_batch_norm=False); the minibatch-std
+    channel couples them a little, as in ProGAN, which combines the two.
+    """
+    x_hat = interpolate(real, tf.stop_gradient(fake), seed)
+    with tf.GradientTape() as tape:
+        tape.watch(x_hat)
+        scores = discriminator(x_hat, training=True)["logits"]
+        total = tf.reduce_sum(tf.cast(scores, tf.float32))
+    return losses.gradient_penalty(tape.gradient(total, x_hat))

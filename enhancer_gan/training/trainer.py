@@ -18,7 +18,11 @@ discriminator's update when its accuracy on the batch is above a threshold:
 `_apply_gated`), annealed instance noise and differentiable augmentation of
 DM's inputs (`_dm_input`), one-sided label smoothing (`real_label`), an R1
 penalty on DM, and loss scaling under mixed precision (`_scaled_losses`);
-the random ones and R1 are in `recipe.py`. Skipped updates are not applied
+the random ones and R1 are in `recipe.py`. Candidates beyond the paper
+(docs/DESIGN.md#candidates, off by default): a self-supervised rotation loss
+on DM's rotation head (`rotation_weight`), WGAN-GP for DM (`gan_loss`,
+`gp_weight`) and several DM updates per step (`critic_steps`:
+`_discriminator_update`). Skipped updates are not applied
 at all (no Adam step), so each discriminator optimiser's `iterations` counts
 the updates it made, and every generator optimiser's counts
 `generator_steps_per_discriminator_step` per step.
@@ -36,7 +40,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from enhancer_gan.config import ModelConfig, TrainConfig
+from enhancer_gan.config import ModelConfig, TrainConfig, check_compatible
 from enhancer_gan.models import build_networks, generate_voxels
 from enhancer_gan.training import losses, recipe
 from enhancer_gan.training.adam import FusedAdam
@@ -59,7 +63,12 @@ METRIC_NAMES = (
     "gate/enhancer_discriminator_skipped",
     "voxel/instance_noise",
     "loss/r1_penalty",
+    "loss/gradient_penalty",
+    "loss/rotation",
 )
+
+# DM's penalties and auxiliary losses: reported (as 0) even when off, like R1.
+_DM_EXTRAS = ("loss/r1_penalty", "loss/gradient_penalty", "loss/rotation")
 
 # Each discriminator's metric prefix.
 _PREFIX = {"voxel_discriminator": "voxel", "enhancer_discriminator": "enhancer"}
@@ -90,6 +99,7 @@ class GanTrainer(tf.Module):
 
     def __init__(self, model_config: ModelConfig, train_config: TrainConfig):
         super().__init__(name="gan_trainer")
+        check_compatible(model_config, train_config)
         self.model_config = model_config
         self.train_config = train_config
         self.networks = build_networks(model_config)
@@ -152,20 +162,43 @@ class GanTrainer(tf.Module):
     # -- 1. the discriminators ---------------------------------------------------
 
     def _discriminator_update(self, real_voxels, real_images, z):
-        """DE and DM: one update on the real pairs and the detached fakes of z; metrics."""
-        fake_voxels, fake_images = self._fakes(z)
-        dm_real_in, dm_fake_in = self._dm_input(real_voxels, 0), self._dm_input(fake_voxels, 1)
+        """DE and DM: one update on the real pairs and the detached fakes of z, then
+        DM alone `critic_steps` - 1 more times on the same grids; metrics.
+
+        Every critic update sees the same real grids and the same fakes (GM
+        does not change in between), with its own augmentation, noise and
+        interpolation draws. Each metric is the mean over the updates that
+        report it (DE's come from the first only).
+        """
+        fakes = self._fakes(z)
+        outs = [
+            self._discriminator_step(real_voxels, real_images, *fakes, critic)
+            for critic in range(self.train_config.critic_steps)
+        ]
+        if len(outs) == 1:
+            return outs[0]
+        means = {}
+        for name in outs[0]:
+            values = [o[name] for o in outs if name in o]
+            means[name] = tf.add_n(values) / len(values)
+        return means
+
+    def _discriminator_step(self, real_voxels, real_images, fake_voxels, fake_images, critic):
+        """One update of DE and DM (critic 0) or of DM alone (critic > 0); metrics."""
+        names = self.discriminator_names if critic == 0 else ("voxel_discriminator",)
+        dm_real_in = self._dm_input(real_voxels, 0, critic)
+        dm_fake_in = self._dm_input(fake_voxels, 1, critic)
         with tf.GradientTape(persistent=self.train_config.mixed_precision) as tape:
-            loss, logits, out = self._voxel_discriminator_loss(dm_real_in, dm_fake_in)
-            if self.use_enhancer:
+            loss, logits, out = self._voxel_discriminator_loss(dm_real_in, dm_fake_in, critic)
+            if self.use_enhancer and critic == 0:
                 de_loss, logits["enhancer_discriminator"] = self._enhancer_discriminator_loss(
                     real_images, fake_images
                 )
                 out["loss/enhancer_discriminator"] = de_loss
                 loss = loss + de_loss
-            scaled = self._scaled_losses(loss, self.discriminator_names)
+            scaled = self._scaled_losses(loss, names)
         accuracies = {name: self._avg(losses.accuracy(*pair)) for name, pair in logits.items()}
-        grads = self._gradients(tape, scaled, self.discriminator_names)
+        grads = self._gradients(tape, scaled, names)
         skipped = self._apply_gated(grads, accuracies)
         del tape
         out.update(self._discriminator_metrics(real_voxels, logits, accuracies, skipped))
@@ -177,20 +210,43 @@ class GanTrainer(tf.Module):
         images = tf.stop_gradient(outputs["image"]) if self.use_enhancer else None
         return tf.stop_gradient(voxels), images
 
-    def _voxel_discriminator_loss(self, real_in, fake_in):
-        """DM's loss, + gamma/2 R1 on the real grids: (loss, {name: logits}, metrics)."""
+    def _voxel_discriminator_loss(self, real_in, fake_in, critic: int = 0):
+        """DM's loss (cross-entropy, or the WGAN critic loss + gp_weight GP), + gamma/2 R1
+        on the real grids, + alpha times the rotation loss: (loss, {name: logits}, metrics).
+
+        The accuracy metrics and the gate read the logits' signs either way
+        (for a critic: D(real) > 0 > D(fake)).
+        """
         cfg, dm = self.train_config, self.networks.voxel_discriminator
         if cfg.r1_gamma > 0:
             real, r1 = recipe.logits_and_r1(dm, real_in)
         else:
             real, r1 = dm(real_in, training=True)["logits"], None
         fake = dm(fake_in, training=True)["logits"]
-        loss = self._avg(losses.discriminator_loss(real, fake, cfg.real_label))
-        out = {"loss/voxel_discriminator": loss, "loss/r1_penalty": tf.constant(0.0)}
+        if cfg.gan_loss == "wgan_gp":
+            loss = self._avg(losses.wasserstein_critic_loss(real, fake))
+        else:
+            loss = self._avg(losses.discriminator_loss(real, fake, cfg.real_label))
+        out = {"loss/voxel_discriminator": loss, **{k: tf.constant(0.0) for k in _DM_EXTRAS}}
         if r1 is not None:
             out["loss/r1_penalty"] = self._avg(r1)
             loss = loss + 0.5 * cfg.r1_gamma * out["loss/r1_penalty"]
+        if cfg.gan_loss == "wgan_gp":
+            seed = self._seed(recipe.GP_SALT, 0, critic)
+            out["loss/gradient_penalty"] = self._avg(
+                recipe.gradient_penalty(dm, real_in, fake_in, seed)
+            )
+            loss = loss + cfg.gp_weight * out["loss/gradient_penalty"]
+        if cfg.rotation_weight > 0:
+            out["loss/rotation"] = self._rotation_loss(real_in)
+            loss = loss + cfg.rotation_weight * out["loss/rotation"]
         return loss, {"voxel_discriminator": (real, fake)}, out
+
+    def _rotation_loss(self, dm_in):
+        """DM's rotation cross-entropy on `dm_in` with example i turned i mod 4 times."""
+        rotated, labels = recipe.rotate_by_index(dm_in)
+        logits = self.networks.voxel_discriminator(rotated, training=True)["rotation_logits"]
+        return self._avg(losses.rotation_loss(logits, labels))
 
     def _enhancer_discriminator_loss(self, real_images, fake_images):
         """DE's loss on the paired real views and GE's images: (loss, (real, fake) logits)."""
@@ -225,13 +281,25 @@ class GanTrainer(tf.Module):
         return {name: total / n_g for name, total in sums.items()}
 
     def _generator_update(self, z, which: int):
-        """GE and GM: one step on L = LE + LM (paper eq. 4); `which` keys DM's input draws."""
+        """GE and GM: one step on L = LE + LM (paper eq. 4); `which` keys DM's input draws.
+
+        With WGAN-GP, LM = -mean D(G(z)); with the rotation loss, LM also has
+        beta = GENERATOR_ROTATION_RATIO * rotation_weight times DM's rotation
+        cross-entropy on the rotated samples (not in `loss/voxel_generator`).
+        """
         cfg, nets = self.train_config, self.networks
         with tf.GradientTape(persistent=cfg.mixed_precision) as tape:
             voxels, outputs = self.generate(z, training=True)
-            logits = nets.voxel_discriminator(self._dm_input(voxels, which), training=True)
-            loss = self._avg(losses.generator_loss(logits["logits"], cfg.generator_loss))
+            dm_in = self._dm_input(voxels, which)
+            logits = nets.voxel_discriminator(dm_in, training=True)
+            if cfg.gan_loss == "wgan_gp":
+                loss = self._avg(losses.wasserstein_generator_loss(logits["logits"]))
+            else:
+                loss = self._avg(losses.generator_loss(logits["logits"], cfg.generator_loss))
             out = {"loss/voxel_generator": loss}
+            if cfg.rotation_weight > 0:
+                beta = recipe.GENERATOR_ROTATION_RATIO * cfg.rotation_weight
+                loss = loss + beta * self._rotation_loss(dm_in)
             if self.use_enhancer:
                 e_logits = nets.enhancer_discriminator(outputs["image"], training=True)
                 out["loss/enhancer_generator"] = self._avg(
@@ -252,26 +320,29 @@ class GanTrainer(tf.Module):
             per_example, global_batch_size=self.train_config.batch_size
         )
 
-    def _dm_input(self, voxels: tf.Tensor, which: int) -> tf.Tensor:
-        """What DM judges of grids: augmented, then noised (each if on); `which` keys both."""
-        return self._instance_noise(self._augment(voxels, which), which)
+    def _dm_input(self, voxels: tf.Tensor, which: int, critic: int = 0) -> tf.Tensor:
+        """What DM judges of grids: augmented, then noised (each if on); `which` and
+        the critic update `critic` key both."""
+        return self._instance_noise(self._augment(voxels, which, critic), which, critic)
 
-    def _augment(self, x: tf.Tensor, which: int) -> tf.Tensor:
+    def _augment(self, x: tf.Tensor, which: int, critic: int = 0) -> tf.Tensor:
         """`recipe.augment` (DiffAugment) if discriminator_augment, else x."""
         if not self.train_config.discriminator_augment:
             return x
-        return recipe.augment(x, self._seed(recipe.AUGMENT_SALT, which))
+        return recipe.augment(x, self._seed(recipe.AUGMENT_SALT, which, critic))
 
-    def _instance_noise(self, x: tf.Tensor, which: int) -> tf.Tensor:
+    def _instance_noise(self, x: tf.Tensor, which: int, critic: int = 0) -> tf.Tensor:
         """x + N(0, sigma_t^2) if instance_noise, else x; keyed by (seed, step, replica, which)."""
         if self.train_config.instance_noise <= 0:
             return x
-        seed = self._seed(recipe.NOISE_SALT, which)
+        seed = self._seed(recipe.NOISE_SALT, which, critic)
         return recipe.add_instance_noise(x, self.instance_noise_std(), seed)
 
-    def _seed(self, salt: int, which: int) -> tf.Tensor:
-        """The stateless seed of DM's input `which` at this step on this replica."""
-        return recipe.step_seed(self.train_config.seed, salt, self.step, which)
+    def _seed(self, salt: int, which: int, critic: int = 0) -> tf.Tensor:
+        """The stateless seed of DM's input `which` at this step on this replica
+        (folded with `critic` for the critic updates after the first)."""
+        seed = recipe.step_seed(self.train_config.seed, salt, self.step, which)
+        return recipe.critic_seed(seed, critic)
 
     def instance_noise_std(self) -> tf.Tensor:
         """sigma_t = instance_noise * max(0, 1 - step / anneal steps)."""
