@@ -7,7 +7,8 @@
 #   ROWS="paper r1_10" bash experiments/screen_generation.sh
 #
 # Rows start from demo.cfg with the paper's recipe (--r1_gamma=0
-# --generator_ema=0, 1000 steps) and add their flags. A row whose result file
+# --generator_ema=0, 1000 steps) and add their flags; the demo_* rows go back
+# to demo.cfg's own recipe and add one candidate. A row whose result file
 # exists is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ RESULTS="${RESULTS:-docs/results_generation/screen}"
 EXTRA="${EXTRA:-}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 PAPER="--r1_gamma=0 --generator_ema=0 --num_steps=1000"
+DEMO="--r1_gamma=10 --generator_ema=0.99 --num_steps=1500"
 
 flags_of() {
     case "$1" in
@@ -26,6 +28,11 @@ flags_of() {
         r1_10_steps1500) echo "--r1_gamma=10 --num_steps=1500" ;;
         r1_10_ema) echo "--r1_gamma=10 --generator_ema=0.99" ;;
         augment) echo "--discriminator_augment" ;;
+        # demo.cfg's own recipe (R1 10, weight average, 1500 steps) plus one
+        # candidate of the long screen (docs/DESIGN.md#candidates).
+        demo_mbstd) echo "$DEMO --dm_minibatch_std" ;;
+        demo_sn) echo "$DEMO --dm_spectral_norm" ;;
+        demo_rotation) echo "$DEMO --rotation_weight=1" ;;
         *) echo "unknown row $1" >&2; exit 2 ;;
     esac
 }
