@@ -82,11 +82,23 @@ for row in $ROWS; do
     python experiments/feature_curve.py --run_dirs="$run_dir" --data_dir="$DATA" \
         --cache_dir="$CACHE" --output_dir="$RESULTS" --num_samples="$SAMPLES"
     mv "$RESULTS/summary.md" "$RESULTS/$name.md"
+    files=("$RESULTS/$name".{json,png,md})
+    sheet="$run_dir/samples/step_$(printf '%08d' "$STEPS").png"
+    if [ -f "$sheet" ]; then
+        cp "$sheet" "$RESULTS/${name}_samples.png"
+        files+=("$RESULTS/${name}_samples.png")
+    fi
+    for kept in provenance.jsonl wall_time.txt; do
+        if [ -f "$run_dir/$kept" ]; then
+            cp "$run_dir/$kept" "$RESULTS/${name}_$kept"
+            files+=("$RESULTS/${name}_$kept")
+        fi
+    done
     if [ "$COMMIT" = 1 ]; then
-        git add "$RESULTS/$name".{json,png,md}
+        git add "${files[@]}"
         git commit -q -m "mn10_long screen: $name scored at step $STEPS (curve, samples, game)" \
-            -- "$RESULTS/$name".{json,png,md}
-        echo "$name: committed $RESULTS/$name.{json,png,md}"
+            -- "${files[@]}"
+        echo "$name: committed ${files[*]}"
     fi
 done
 echo "Done: $RESULTS/<row>_s$SEED.json, .png, .md"

@@ -109,4 +109,7 @@ def test_long_protocol_script_end_to_end_at_toy_size(tmp_path):
     assert len(curve["provenance"]) == 1 and len(curve["provenance"][0]["commit"]) >= 7
     assert (results / "r1_10_s0.png").stat().st_size > 0
     assert "r1_10_s0" in (results / "r1_10_s0.md").read_text()
+    assert (results / "r1_10_s0_samples.png").stat().st_size > 0  # the last step's sheet
+    assert "trained in" in (results / "r1_10_s0_wall_time.txt").read_text()
+    assert json.loads((results / "r1_10_s0_provenance.jsonl").read_text())["from_step"] == 0
     assert "skipped" in run()
