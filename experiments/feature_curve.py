@@ -40,7 +40,9 @@ flags.DEFINE_integer("split_seed", 0, "Seed of the validation split (the same fo
 flags.DEFINE_list("c_values", [], "SVM C candidates (default: the classifier's grid).")
 flags.DEFINE_bool("last_only", False, "Score only the floor and the latest checkpoint.")
 flags.DEFINE_integer("num_samples", 128, "Samples scored per checkpoint (0 = no sample measures).")
-flags.DEFINE_integer("max_reference", 256, "Validation grids the samples are compared with (at most).")
+flags.DEFINE_integer(
+    "max_reference", 256, "Validation grids the samples are compared with (at most)."
+)
 FLAGS = flags.FLAGS
 
 

@@ -237,7 +237,9 @@ def feature_curve(
         dm = run.networks.voxel_discriminator
         feats = FeatureExtractor(dm, batch_size=batch_size)(grids)
         result = {"step": step, "checkpoint": checkpoint or "random_init"}
-        result.update(score_features(feats, labels, split, c_values, block_sizes=feature_block_sizes(dm)))
+        result.update(
+            score_features(feats, labels, split, c_values, block_sizes=feature_block_sizes(dm))
+        )
         if samples is not None:
             result["samples"] = samples.scores(run_dir, checkpoint, random_init)
         log(
