@@ -26,6 +26,8 @@ declare -A RECIPE=(
     [sn]="--dm_spectral_norm"
     [mbstd]="--dm_minibatch_std"
     [rotation]="--rotation_weight=1"
+    [r1_10+rotation]="--r1_gamma=10 --rotation_weight=1"
+    [r1_10+sn]="--r1_gamma=10 --dm_spectral_norm"
     [wgan_gp]="--gan_loss=wgan_gp --critic_steps=5 --nodm_batch_norm"
     [all]="--discriminator_learning_rate=1e-5 --instance_noise=0.2 --discriminator_gate=0.8 --real_label=0.9"
 )
