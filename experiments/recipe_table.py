@@ -5,14 +5,17 @@
       --output=results/mn10_small/recipes.md
 
 Each results folder is one seed: `table1.json` and `table2.json` of the table
-scripts (run with --random_baseline, so the floor `random_init` is a row),
-their features (`features/<label>/{train,test}.npz`, for the standardised
-mAP) and, where present, `generation_<label>.json` of
-tools/evaluate_generation.py (coverage and MMD of the row's samples).
+scripts (run with --random_baseline, so the floor `random_init` is a row) and,
+where present, `generation_<label>.json` of tools/evaluate_generation.py
+(coverage and MMD of the row's samples). Or, as the long protocol writes
+them (experiments/reproduce_mn10_long.sh PART=claims), one subfolder per run,
+each with its own tables and the floor: their rows are merged. The
+standardised and block-L2 mAP come from table2.json (older tables: the
+standardised one from the features, `features/<label>/{train,test}.npz`).
 
-Per row: the mean ± std over seeds of SVM accuracy, raw and standardised mAP,
-COV and MMD; and, paired by seed, the difference to the floor and to the
-paper's recipe (`--reference`) with its 95% t-interval.
+Per row: the mean ± std over seeds of SVM accuracy, raw, standardised and
+block-L2 mAP, COV and MMD; and, paired by seed, the difference to the floor
+and to the paper's recipe (`--reference`) with its 95% t-interval.
 
 Beside the t-interval, McNemar's exact test on the test predictions
 (`predictions/<label>.npz`, named by table1.json, see
@@ -26,6 +29,7 @@ predictions were saved show "—".
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -44,17 +48,37 @@ flags.DEFINE_string("reference", "paper", "Label of the paper's recipe (second c
 flags.DEFINE_bool("overwrite", False, "Replace an existing output.")
 FLAGS = flags.FLAGS
 
+COMPARED = ("svm", "map_raw", "map_std", "map_block_l2")  # paired with floor and reference
+DELTA_NAMES = {"svm": "SVM", "map_raw": "mAP raw", "map_std": "mAP std", "map_block_l2": "block-L2"}
 METRICS = (
     ("svm", "SVM acc. (%)"),
     ("map_raw", "mAP raw (%)"),
     ("map_std", "mAP std. (%)"),
+    ("map_block_l2", "mAP block-L2 (%)"),
     ("cov", "COV"),
     ("mmd", "MMD"),
 )
 
 
-def read_seed(folder: str) -> dict[str, dict[str, float]]:
-    """{label: {metric: value}} of one results folder."""
+def table_folders(folder: str) -> list[str]:
+    """The folders holding one seed's tables: `folder` itself, or its row subfolders.
+
+    A seed folder holds table1.json and table2.json of all its rows, or (the
+    long protocol scores each run the moment it finishes, on its own, beside
+    the floor) one subfolder per run, whose rows are merged.
+    """
+    if os.path.isfile(os.path.join(folder, "table1.json")):
+        return [folder]
+    subs = sorted(
+        os.path.join(folder, name)
+        for name in (os.listdir(folder) if os.path.isdir(folder) else ())
+        if os.path.isfile(os.path.join(folder, name, "table1.json"))
+    )
+    return subs or [folder]  # read_table names the missing file
+
+
+def _read_rows(folder: str) -> dict[str, dict[str, float]]:
+    """{label: {metric: value}} of one folder's tables (and generation reports)."""
     from enhancer_gan.evaluation.diagnostics import retrieval_scalings
     from enhancer_gan.evaluation.features import load_features
     from enhancer_gan.evaluation.seeds import read_table
@@ -64,11 +88,15 @@ def read_seed(folder: str) -> dict[str, dict[str, float]]:
     for label in t1["order"]:
         rows.setdefault(label, {})["svm"] = float(t1["runs"][label]["accuracy_pct"])
     for label in t2["order"]:
-        rows.setdefault(label, {})["map_raw"] = float(t2["runs"][label]["map_pct"])
+        run, row = t2["runs"][label], rows.setdefault(label, {})
+        row["map_raw"] = float(run["map_pct"])
+        for metric in ("map_std", "map_block_l2"):
+            if isinstance(run.get(f"{metric}_pct"), (int, float)):
+                row[metric] = float(run[f"{metric}_pct"])
     for label in rows:
         paths = [os.path.join(folder, "features", label, f"{s}.npz") for s in ("train", "test")]
-        if all(os.path.isfile(p) for p in paths):
-            scal = retrieval_scalings(*(load_features(p) for p in paths))
+        if "map_std" not in rows[label] and all(os.path.isfile(p) for p in paths):
+            scal = retrieval_scalings(*(load_features(p) for p in paths))  # older table2.json
             rows[label]["map_std"] = scal["standardized"]
         gen = os.path.join(folder, f"generation_{label}.json")
         if os.path.isfile(gen):
@@ -78,16 +106,34 @@ def read_seed(folder: str) -> dict[str, dict[str, float]]:
     return rows
 
 
+def read_seed(folder: str) -> dict[str, dict[str, float]]:
+    """{label: {metric: value}} of one seed (see `table_folders`).
+
+    A row met in several subfolders (the floor, scored beside every run) is
+    taken from the first; a warning says when their scores differ.
+    """
+    merged: dict[str, dict[str, float]] = {}
+    for sub in table_folders(folder):
+        for label, row in _read_rows(sub).items():
+            if label not in merged:
+                merged[label] = row
+            elif any(abs(row[m] - merged[label][m]) > 0.01 for m in row if m in merged[label]):
+                logging.warning("%s: %s differs from the first folder's; kept that", sub, label)
+    return merged
+
+
 def read_predictions(folder: str) -> dict[str, str]:
-    """{label: path} of the Table 1 predictions files of one folder that exist."""
+    """{label: path} of the Table 1 predictions files of one seed that exist."""
     from enhancer_gan.evaluation.seeds import read_table
 
-    t1 = read_table(folder, "table1")
     out = {}
-    for label in t1["order"]:
-        relative = t1["runs"][label].get("predictions_file")
-        if isinstance(relative, str) and os.path.isfile(os.path.join(folder, relative)):
-            out[label] = os.path.join(folder, relative)
+    for sub in table_folders(folder):
+        t1 = read_table(sub, "table1")
+        for label in t1["order"]:
+            relative = t1["runs"][label].get("predictions_file")
+            path = os.path.join(sub, relative) if isinstance(relative, str) else ""
+            if label not in out and os.path.isfile(path):
+                out[label] = path
     return out
 
 
@@ -139,7 +185,7 @@ def build(results_dirs, floor: str, reference: str) -> dict:
         for base in (floor, reference):
             if label == base or base not in summaries:
                 continue
-            for metric in ("svm", "map_raw", "map_std"):
+            for metric in COMPARED:
                 a, b = summaries[label].get(metric), summaries[base].get(metric)
                 if a and b:
                     comparisons[(label, base, metric)] = paired(a, b)
@@ -224,23 +270,19 @@ def markdown(result: dict, floor: str, reference: str) -> str:
     for label in result["labels"]:
         row = [label, max(x.count for x in s[label].values())]
         row += [_cell(s[label].get(m)) for m, _ in METRICS]
-        row += [_diff(c.get((label, floor, m))) for m in ("svm", "map_raw", "map_std")]
+        row += [_diff(c.get((label, floor, m))) for m in COMPARED]
         rows.append(row)
     header = ["run", "seeds"] + [name for _, name in METRICS]
-    header += [f"Δ SVM vs {floor}", f"Δ mAP raw vs {floor}", f"Δ mAP std vs {floor}"]
+    header += [f"Δ {DELTA_NAMES[m]} vs {floor}" for m in COMPARED]
     text = [markdown_table(header, rows)]
     ref_rows = [
-        [label] + [_diff(c.get((label, reference, m))) for m in ("svm", "map_raw", "map_std")]
+        [label] + [_diff(c.get((label, reference, m))) for m in COMPARED]
         for label in result["labels"]
         if label not in (floor, reference) and (label, reference, "svm") in c
     ]
     if ref_rows:
-        text.append(
-            markdown_table(
-                ["run", f"Δ SVM vs {reference}", f"Δ mAP raw vs {reference}", "Δ mAP std"],
-                ref_rows,
-            )
-        )
+        header = ["run"] + [f"Δ {DELTA_NAMES[m]} vs {reference}" for m in COMPARED]
+        text.append(markdown_table(header, ref_rows))
     notes = [
         "Mean ± std over seeds; Δ: mean paired difference (points) with its 95% "
         "t-interval over seeds; ✓/✗: the interval excludes 0 (higher/lower)."

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from enhancer_gan.evaluation import feature_curve as fc
-from enhancer_gan.evaluation.features import block_l2_normalize
+from enhancer_gan.evaluation.diagnostics import block_l2_normalize, retrieval_scalings
 from tests.test_tables import write_archive
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -113,3 +113,20 @@ def test_long_protocol_script_end_to_end_at_toy_size(tmp_path):
     assert "trained in" in (results / "r1_10_s0_wall_time.txt").read_text()
     assert json.loads((results / "r1_10_s0_provenance.jsonl").read_text())["from_step"] == 0
     assert "skipped" in run()
+
+
+def test_block_l2_retrieval_is_not_drowned_by_a_loud_block():
+    """One block holds the classes, a 1000x louder block noise: raw mAP is near chance,
+    block-L2 mAP high (the noise block still weighs as much as the signal)."""
+    rng = np.random.default_rng(4)
+
+    def split(n):
+        labels = np.arange(n) % 3
+        signal = np.eye(3)[labels] + 0.05 * rng.standard_normal((n, 3))
+        noise = 1000 * rng.standard_normal((n, 5))
+        return {"features": np.hstack([signal, noise]).astype(np.float32), "labels": labels}
+
+    train, test = split(60), split(30)
+    scal = retrieval_scalings(train, test, block_sizes=(3, 5))
+    assert scal["raw"] < 60 and scal["block_l2"] > 85  # the noise block still counts
+    assert "block_l2" not in retrieval_scalings(train, test)

@@ -199,3 +199,27 @@ def test_recipe_table_shows_mcnemar_per_seed_and_pooled(tmp_path, capsys):
     assert run_script("experiments/recipe_table.py", *args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "not the test items" in err and err.count("\n") == 1
+
+
+def test_recipe_table_merges_one_subfolder_per_run(tmp_path):
+    """The long protocol's layout: seed<N>/<run>/table{1,2}.json, each with the floor."""
+    floor = [1, 0, 1, 0, 1, 0, 1, 0, 1, 0]
+    dirs = []
+    for seed in range(3):
+        folder = tmp_path / f"seed{seed}"
+        right = [1] * (6 + seed) + [0] * (4 - seed)
+        _write_seed(str(folder / "paper"), {"paper": right, "random_init": floor}, True)
+        _write_seed(str(folder / "paper_noenh"), {"paper_noenh": floor, "random_init": floor}, True)
+        dirs.append(str(folder))
+    output = str(tmp_path / "claims.md")
+    args = [f"--results_dirs={','.join(dirs)}", f"--output={output}"]
+    assert run_script("experiments/recipe_table.py", *args) == 0
+    payload = json.load(open(str(tmp_path / "claims.json")))
+    summaries = payload["summaries"]
+    assert summaries["paper"]["svm"]["values"] == [60.0, 70.0, 80.0]
+    assert summaries["random_init"]["svm"]["values"] == [50.0, 50.0, 50.0]  # once per seed
+    assert summaries["paper_noenh"]["svm"]["values"] == [50.0, 50.0, 50.0]
+    pairs = {(c["a"], c["b"], c["metric"]): c for c in payload["comparisons"]}
+    assert pairs[("paper", "random_init", "svm")]["mean_difference"] == pytest.approx(20.0)
+    floor_mc = {(m["a"], m["b"]): m for m in payload["mcnemar"]}[("paper", "random_init")]
+    assert all(s["result"] is not None for s in floor_mc["per_seed"])

@@ -379,6 +379,15 @@ def test_tables_end_to_end_on_a_tiny_archive(tmp_path, runs, capsys):
 
     want = retrieval_map(feats["with"]["features"], feats["with"]["labels"])
     assert payload2["runs"]["with"]["map_pct"] == pytest.approx(100 * want.mean_average_precision)
+    # Beside the paper's raw mAP: standardised (train statistics) and block-L2.
+    from enhancer_gan.evaluation.diagnostics import retrieval_scalings
+
+    train = load_features(os.path.join(results, "features", "with", "train.npz"))
+    assert sum(feats["with"]["source"]["block_sizes"]) == 3584
+    scal = retrieval_scalings(train, feats["with"], feats["with"]["source"]["block_sizes"])
+    assert payload2["runs"]["with"]["map_std_pct"] == pytest.approx(scal["standardized"])
+    assert payload2["runs"]["with"]["map_block_l2_pct"] == pytest.approx(scal["block_l2"])
+    assert table_row(md2, "with")[-3:-1] == [f"{scal[k]:.2f}" for k in ("standardized", "block_l2")]
     assert table_row(md2, "with")[-1].startswith("65.00")
     assert table_row(md2, "without")[-1].startswith("61.82")
     assert f"{payload2['runs']['without']['map_pct']:.2f}" in table_row(md2, "without")

@@ -55,7 +55,11 @@ def extract_dataset_features(
     """Writes <output_dir>/<split>.npz for each split; returns (path, shape) pairs."""
     from enhancer_gan.data.datasets import load_shapes
     from enhancer_gan.data.pipeline import unpack_grids
-    from enhancer_gan.evaluation.features import FeatureExtractor, save_features
+    from enhancer_gan.evaluation.features import (
+        FeatureExtractor,
+        feature_block_sizes,
+        save_features,
+    )
     from enhancer_gan.training.runs import load_run
 
     for split in splits:
@@ -74,6 +78,7 @@ def extract_dataset_features(
         "config": run.config.to_dict(),
         "dataset": dataset,
         "data_dir": data_dir,
+        "block_sizes": list(feature_block_sizes(run.networks.voxel_discriminator)),
     }
     written = []
     for split in splits:

@@ -9,7 +9,7 @@ labelled split are scored on a validation split carved from it:
   - retrieval mAP on the validation part, raw (Euclidean on the features as
     they are), standardised (per-feature mean/std of the fitting part) and
     block-L2 (each of DM's pooled layers scaled to unit norm,
-    `features.block_l2_normalize`);
+    `diagnostics.block_l2_normalize`);
   - optionally (`SampleReference`), the checkpoint's samples against real
     grids: COV, MMD, 1-NNA and the speckle measures of
     `generation_metrics.generation_report`, beside a ceiling (other real
@@ -80,7 +80,7 @@ def score_features(
     'map_block_l2' only when `block_sizes` (the feature's layer blocks) is given.
     """
     from enhancer_gan.evaluation import classification
-    from enhancer_gan.evaluation.features import block_l2_normalize
+    from enhancer_gan.evaluation.diagnostics import block_l2_normalize
     from enhancer_gan.evaluation.retrieval import retrieval_map
 
     fx, fy = features[split.fit], labels[split.fit]

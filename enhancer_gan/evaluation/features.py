@@ -51,26 +51,6 @@ def feature_size(voxel_discriminator) -> int:
     return sum(feature_block_sizes(voxel_discriminator))
 
 
-def block_l2_normalize(features: np.ndarray, block_sizes) -> np.ndarray:
-    """Each layer's block of every feature row scaled to unit L2 norm (zero blocks stay 0).
-
-    DM's three pooled layers differ in scale by orders of magnitude, so raw
-    Euclidean distances are dominated by one of them; this transform gives
-    each layer the same weight without fitting anything.
-    """
-    features = np.asarray(features, dtype=np.float32)
-    if sum(block_sizes) != features.shape[1]:
-        raise ValueError(f"blocks {tuple(block_sizes)} do not add up to {features.shape[1]}")
-    out = np.empty_like(features)
-    start = 0
-    for size in block_sizes:
-        block = features[:, start : start + size]
-        norms = np.linalg.norm(block, axis=1, keepdims=True)
-        out[:, start : start + size] = block / np.maximum(norms, 1e-12)
-        start += size
-    return out
-
-
 class FeatureExtractor:
     """Batched, traced once: grids [N, R, R, R] -> features [N, F]."""
 

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from enhancer_gan.evaluation.diagnostics import retrieval_scalings
 from enhancer_gan.evaluation.feature_cache import EvalData, run_features
 from enhancer_gan.evaluation.mcnemar import predictions_file
 from enhancer_gan.evaluation.paper import (
@@ -425,27 +426,41 @@ def evaluate_table2(
     for spec in specs:
         feats, report = _retrieval_of(spec, data, results_dir, batch_size, overwrite, progress, log)
         test = feats["test"]
+        scalings = retrieval_scalings(feats["train"], test, test["source"].get("block_sizes"))
         if column is None:
             num_classes = _num_classes(feats)
             column = dataset_column(num_classes)
             count = int(test["labels"].size)
         sources[spec.label] = test["source"]
         curves[spec.label] = report.pr_curve()
-        row, runs[spec.label] = _retrieval_entry(spec, test["source"], report, column)
+        row, runs[spec.label] = _retrieval_entry(spec, test["source"], report, scalings, column)
         rows.append(row)
         runs[spec.label]["features"] = {
-            "test": os.path.join(results_dir, "features", spec.label, "test.npz")
+            s: os.path.join(results_dir, "features", spec.label, f"{s}.npz")
+            for s in ("train", "test")
         }
     figure = _plot_figure4(curves, column, results_dir)
     notes = setting_notes(sources, data)
     markdown = _table_markdown(
         f"# Table 2: {TABLE2.title}",
         "Every test shape queries the other test shapes, ranked by Euclidean distance "
-        "of DM's pooled conv features; relevant = same class. Mean average precision; "
-        f"the precision-recall curves are in `{FIGURE4}` (Figure 4). The paper row "
-        "beside each run is chosen from the run's config.",
+        "of DM's pooled conv features; relevant = same class. Mean average precision "
+        "(the paper's protocol, raw features); the precision-recall curves are in "
+        f"`{FIGURE4}` (Figure 4). Beside it, the same retrieval on features "
+        "standardised by the train split's per-feature mean and std, and with each of "
+        "DM's pooled layers scaled to unit L2 norm (block-L2). The paper row beside "
+        "each run is chosen from the run's config.",
         describe_data(data, num_classes, column, {"test": count}),
-        ["run", "model", "weights", "queries", "mAP (%)", _paper_header(column)],
+        [
+            "run",
+            "model",
+            "weights",
+            "queries",
+            "mAP (%)",
+            "std. (%)",
+            "block-L2 (%)",
+            _paper_header(column),
+        ],
         rows,
         notes,
         "## The paper's Table 2",
@@ -468,14 +483,17 @@ def evaluate_table2(
 
 
 def _retrieval_of(spec, data, results_dir, batch_size, overwrite, progress, log):
-    """One run's features ({'test': ...}) and the retrieval report of its test split."""
+    """One run's features ({'train': ..., 'test': ...}) and its test split's retrieval report.
+
+    The train split only fits the standardisation of the std. column.
+    """
     from enhancer_gan.evaluation.retrieval import retrieval_map
 
     feats = run_features(
         spec,
         data,
         os.path.join(results_dir, "features"),
-        ("test",),
+        ("train", "test"),
         batch_size=batch_size,
         overwrite=overwrite,
         progress=progress,
@@ -486,20 +504,31 @@ def _retrieval_of(spec, data, results_dir, batch_size, overwrite, progress, log)
     return feats, report
 
 
-def _retrieval_entry(spec, source, report, column) -> tuple[list[str], dict]:
-    """One run's markdown row and JSON entry of Table 2 (features added by the caller)."""
+def _retrieval_entry(spec, source, report, scalings, column) -> tuple[list[str], dict]:
+    """One run's markdown row and JSON entry of Table 2 (features added by the caller).
+
+    `scalings`: `diagnostics.retrieval_scalings` of the run's features
+    ('block_l2' absent for feature files that do not record their blocks).
+    """
     config, cell, paper = _paper_of(TABLE2, spec, source, column)
+    block_l2 = scalings.get("block_l2")
     row = [
         spec.label,
         model_summary(config),
         weights_summary(source),
         f"{report.num_queries} ({report.num_skipped} skipped)",
         pct(100 * report.mean_average_precision),
+        pct(scalings["standardized"]),
+        "—" if block_l2 is None else pct(block_l2),
         cell,
     ]
     entry = _run_entry(spec, source, config)
     entry.update(
-        map_pct=100 * report.mean_average_precision, paper=paper, retrieval=report.to_dict()
+        map_pct=100 * report.mean_average_precision,
+        map_std_pct=scalings["standardized"],
+        map_block_l2_pct=block_l2,
+        paper=paper,
+        retrieval=report.to_dict(),
     )
     return row, entry
 
