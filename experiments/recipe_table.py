@@ -110,7 +110,10 @@ def read_seed(folder: str) -> dict[str, dict[str, float]]:
     """{label: {metric: value}} of one seed (see `table_folders`).
 
     A row met in several subfolders (the floor, scored beside every run) is
-    taken from the first; a warning says when their scores differ.
+    taken from the first in name order; a warning says when their scores
+    differ. They do for runs without the enhancer: without GE, DM's initial
+    weights are other draws of the same seed, an equally valid floor that
+    each such run's own folder shows beside it.
     """
     merged: dict[str, dict[str, float]] = {}
     for sub in table_folders(folder):
@@ -118,7 +121,7 @@ def read_seed(folder: str) -> dict[str, dict[str, float]]:
             if label not in merged:
                 merged[label] = row
             elif any(abs(row[m] - merged[label][m]) > 0.01 for m in row if m in merged[label]):
-                logging.warning("%s: %s differs from the first folder's; kept that", sub, label)
+                logging.warning("%s: its %s differs from the first folder's; kept that", sub, label)
     return merged
 
 

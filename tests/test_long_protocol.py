@@ -130,3 +130,68 @@ def test_block_l2_retrieval_is_not_drowned_by_a_loud_block():
     scal = retrieval_scalings(train, test, block_sizes=(3, 5))
     assert scal["raw"] < 60 and scal["block_l2"] > 85  # the noise block still counts
     assert "block_l2" not in retrieval_scalings(train, test)
+
+
+@pytest.mark.slow
+def test_long_claims_score_each_run_on_its_own_and_skip_scored_runs(tmp_path):
+    """PART=claims on a tiny archive: each run's tables beside its seed's floor in its own
+    folder, then the table over seeds from those folders; a second call trains nothing."""
+    archive = write_archive(str(tmp_path / "mini.npz"), per_class_train=5, per_class_test=2)
+    claims = tmp_path / "claims"
+    env = dict(
+        os.environ,
+        PART="claims",
+        SEEDS="0",
+        WINNER="paper",
+        LAYERS="3",
+        STEPS="2",
+        EVERY="2",
+        SAMPLES="2",
+        DATA=archive,
+        RUNS=str(tmp_path / "runs"),
+        CACHE=str(tmp_path / "cache"),
+        CLAIMS=str(claims),
+        EXTRA="--width_multiplier=0.0625 --batch_size=4 --image_size=32 --views_per_model=1",
+    )
+    script = str(ROOT / "experiments" / "reproduce_mn10_long.sh")
+
+    def run():
+        proc = subprocess.run(
+            ["bash", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    run()
+    runs = {"paper": (True, 1), "paper_noenh": (False, 1), "paper_layer3": (True, 3)}
+    for label, (enhancer, layer) in runs.items():
+        out = claims / "seed0" / label
+        t1 = json.loads((out / "table1.json").read_text())
+        t2 = json.loads((out / "table2.json").read_text())
+        assert t1["order"] == [label, "random_init"] == t2["order"]
+        for key in ("map_std_pct", "map_block_l2_pct"):
+            assert 0 < t2["runs"][label][key] <= 100
+        assert (out / "predictions" / f"{label}.npz").is_file()
+        assert json.loads((out / f"generation_{label}.json").read_text())["cov"] > 0
+        assert json.loads((out / "provenance.jsonl").read_text())["from_step"] == 0
+        config = json.loads(
+            (tmp_path / "runs" / "claims" / f"{label}_s0" / "config.json").read_text()
+        )
+        assert (config["model"]["use_enhancer"], config["model"]["enhancer_layer"]) == (
+            enhancer,
+            layer,
+        )
+    summary = json.loads((claims / "claims.json").read_text())
+    assert set(summary["summaries"]) == {*runs, "random_init"}
+    floors = {
+        label: json.loads((claims / "seed0" / label / "table1.json").read_text())["runs"][
+            "random_init"
+        ]["accuracy_pct"]
+        for label in runs
+    }
+    # The same floor beside every run of a seed with the enhancer, and in the merged
+    # table (without GE, DM's initial weights are other draws of the same seed).
+    assert floors["paper"] == floors["paper_layer3"]
+    assert summary["summaries"]["random_init"]["svm"]["values"] == [floors["paper"]]
+    again = run()
+    assert again.count("skipped") == 3 and "trained in" not in again
