@@ -16,6 +16,33 @@ from tests.test_tables import write_archive
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def toy_driver(tmp_path, per_class_test: int, **env):
+    """A call of reproduce_mn10_long.sh on a tiny archive, 2 steps at toy width:
+    returns a function that runs it (asserting success) and returns its stdout."""
+    archive = write_archive(
+        str(tmp_path / "mini.npz"), per_class_train=5, per_class_test=per_class_test
+    )
+    env = dict(
+        os.environ,
+        STEPS="2",
+        DATA=archive,
+        RUNS=str(tmp_path / "runs"),
+        CACHE=str(tmp_path / "cache"),
+        EXTRA="--width_multiplier=0.0625 --batch_size=4 --image_size=32 --views_per_model=1",
+        **env,
+    )
+    script = str(ROOT / "experiments" / "reproduce_mn10_long.sh")
+
+    def run():
+        proc = subprocess.run(
+            ["bash", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    return run
+
+
 def test_block_l2_gives_every_block_unit_norm_and_keeps_directions():
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(5, 9)).astype(np.float32)
@@ -74,29 +101,8 @@ def test_sample_ceiling_of_the_reference_itself_is_perfect_coverage():
 def test_long_protocol_script_end_to_end_at_toy_size(tmp_path):
     """reproduce_mn10_long.sh on a tiny archive: trains, scores every checkpoint with
     samples and provenance, skips the finished row on a second call."""
-    archive = write_archive(str(tmp_path / "mini.npz"), per_class_train=5, per_class_test=1)
     results = tmp_path / "results"
-    env = dict(
-        os.environ,
-        ROWS="r1_10",
-        STEPS="2",
-        EVERY="1",
-        SAMPLES="4",
-        DATA=archive,
-        RUNS=str(tmp_path / "runs"),
-        CACHE=str(tmp_path / "cache"),
-        RESULTS=str(results),
-        EXTRA="--width_multiplier=0.0625 --batch_size=4 --image_size=32 --views_per_model=1",
-    )
-    script = str(ROOT / "experiments" / "reproduce_mn10_long.sh")
-
-    def run():
-        proc = subprocess.run(
-            ["bash", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
-        )
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        return proc.stdout
-
+    run = toy_driver(tmp_path, 1, ROWS="r1_10", EVERY="1", SAMPLES="4", RESULTS=str(results))
     run()
     curve = json.loads((results / "r1_10_s0.json").read_text())
     assert [c["step"] for c in curve["checkpoints"]] == [1, 2]
@@ -136,32 +142,9 @@ def test_block_l2_retrieval_is_not_drowned_by_a_loud_block():
 def test_long_claims_score_each_run_on_its_own_and_skip_scored_runs(tmp_path):
     """PART=claims on a tiny archive: each run's tables beside its seed's floor in its own
     folder, then the table over seeds from those folders; a second call trains nothing."""
-    archive = write_archive(str(tmp_path / "mini.npz"), per_class_train=5, per_class_test=2)
     claims = tmp_path / "claims"
-    env = dict(
-        os.environ,
-        PART="claims",
-        SEEDS="0",
-        WINNER="paper",
-        LAYERS="3",
-        STEPS="2",
-        EVERY="2",
-        SAMPLES="2",
-        DATA=archive,
-        RUNS=str(tmp_path / "runs"),
-        CACHE=str(tmp_path / "cache"),
-        CLAIMS=str(claims),
-        EXTRA="--width_multiplier=0.0625 --batch_size=4 --image_size=32 --views_per_model=1",
-    )
-    script = str(ROOT / "experiments" / "reproduce_mn10_long.sh")
-
-    def run():
-        proc = subprocess.run(
-            ["bash", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
-        )
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        return proc.stdout
-
+    env = dict(PART="claims", SEEDS="0", WINNER="paper", LAYERS="3", EVERY="2", SAMPLES="2")
+    run = toy_driver(tmp_path, 2, CLAIMS=str(claims), **env)
     run()
     runs = {"paper": (True, 1), "paper_noenh": (False, 1), "paper_layer3": (True, 3)}
     for label, (enhancer, layer) in runs.items():
