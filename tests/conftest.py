@@ -39,3 +39,13 @@ def shared_data() -> pathlib.Path:
 
 
 CHAIR_ID = "1a6f615e8b1b5ae4dbbc9440457e303e"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the tests marked slow first (a stable sort, the same on every xdist worker).
+
+    Most of CI's time is a handful of end-to-end tests of several minutes each;
+    started last, one of them keeps a core busy after the other has finished.
+    Longest first is the usual remedy for that tail.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -206,6 +206,7 @@ def test_two_workers_train_like_one_process(toy):
     assert os.listdir(toy / "worker_tmp") == [], os.listdir(toy / "worker_tmp")
 
 
+@pytest.mark.slow
 def test_killed_worker_resumes_from_the_last_checkpoint(toy):
     run_dir = toy / "killed"
     total = 12
