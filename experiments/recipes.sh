@@ -28,6 +28,7 @@ declare -A RECIPE=(
     [rotation]="--rotation_weight=1"
     [r1_10+rotation]="--r1_gamma=10 --rotation_weight=1"
     [r1_10+sn]="--r1_gamma=10 --dm_spectral_norm"
+    [r1_10+mbstd]="--r1_gamma=10 --dm_minibatch_std"
     [wgan_gp]="--gan_loss=wgan_gp --critic_steps=5 --nodm_batch_norm"
     [all]="--discriminator_learning_rate=1e-5 --instance_noise=0.2 --discriminator_gate=0.8 --real_label=0.9"
 )
