@@ -30,6 +30,12 @@ SHAPENET_SYNSETS = {
 # DM's game (TrainConfig.gan_loss): the paper's cross-entropy, or WGAN-GP.
 GAN_LOSSES = ("standard", "wgan_gp")
 
+# How GM doubles its grid (ModelConfig.gm_upsample): the paper's transposed
+# convolutions; or resize-convolutions (nearest-neighbour x2, then a stride-1
+# conv; Odena et al. 2016, against checkerboard artefacts) in every layer, or
+# only in the last (the layer that writes the voxels).
+GM_UPSAMPLE = ("transpose", "resize", "resize_last")
+
 DATASET_KINDS = ("synthetic", "r2n2", "r2n2_v2", "shapenet_v2", "modelnet", "archive")
 # Kinds whose grid files exist at one side only: {kind: (side, what would work instead)}.
 # Checked with the model's resolution when the configuration is built, so a
@@ -78,6 +84,13 @@ class ModelConfig:
         and required by it.
       dm_batch_norm: batch norm after DM's conv layers 2.. (the paper); False
         drops it and every conv keeps its bias. WGAN-GP needs False.
+
+    For GM beyond the paper (off by default):
+      gm_upsample: one of GM_UPSAMPLE. 'transpose' is the paper's GM (4^3
+        transposed convs, stride 2); 'resize' makes every layer a
+        nearest-neighbour x2 upsampling then a 3^3 stride-1 conv, 'resize_last'
+        only the last. Same layer names and widths, so a 'transpose'
+        checkpoint is the paper's variable for variable.
     """
 
     resolution: int = 64
@@ -92,6 +105,7 @@ class ModelConfig:
     dm_minibatch_std: bool = False
     dm_rotation_head: bool = False
     dm_batch_norm: bool = True
+    gm_upsample: str = "transpose"
 
     def __post_init__(self):
         if self.resolution not in (32, 64):
@@ -104,6 +118,8 @@ class ModelConfig:
             raise ConfigError(f"latent_dim must be positive, got {self.latent_dim}")
         if self.image_size not in (32, 64, 128):
             raise ConfigError(f"image_size must be 32, 64 or 128, got {self.image_size}")
+        if self.gm_upsample not in GM_UPSAMPLE:
+            raise ConfigError(f"gm_upsample must be one of {GM_UPSAMPLE}, got {self.gm_upsample!r}")
         if self.discriminator_activation not in ("leaky_relu", "relu"):
             raise ConfigError(
                 "discriminator_activation must be 'leaky_relu' or 'relu', "

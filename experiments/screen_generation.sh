@@ -33,6 +33,9 @@ flags_of() {
         demo_mbstd) echo "$DEMO --dm_minibatch_std" ;;
         demo_sn) echo "$DEMO --dm_spectral_norm" ;;
         demo_rotation) echo "$DEMO --rotation_weight=1" ;;
+        # ... or GM's resize-convolutions against speckle (docs/DESIGN.md#gm-upsample).
+        demo_resize) echo "$DEMO --gm_upsample=resize" ;;
+        demo_resize_last) echo "$DEMO --gm_upsample=resize_last" ;;
         *) echo "unknown row $1" >&2; exit 2 ;;
     esac
 }

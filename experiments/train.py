@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 from enhancer_gan.config import (  # noqa: E402
+    GM_UPSAMPLE,
     DataConfig,
     ExperimentConfig,
     ModelConfig,
@@ -164,6 +165,13 @@ flags.DEFINE_bool(
     _M.dm_minibatch_std,
     "Beyond the paper: ProGAN's minibatch-std channel before DM's logits.",
 )
+flags.DEFINE_enum(
+    "gm_upsample",
+    _M.gm_upsample,
+    list(GM_UPSAMPLE),
+    "Beyond the paper unless 'transpose': GM's x2 layers as transposed convs (the paper), "
+    "resize-convs (nearest x2 + 3^3 conv) in every layer, or in the last only.",
+)
 flags.DEFINE_bool(
     "dm_batch_norm",
     _M.dm_batch_norm,
@@ -207,6 +215,7 @@ def config_from_flags() -> ExperimentConfig:
             dm_minibatch_std=FLAGS.dm_minibatch_std,
             dm_rotation_head=FLAGS.rotation_weight > 0,
             dm_batch_norm=FLAGS.dm_batch_norm,
+            gm_upsample=FLAGS.gm_upsample,
         ),
         data=DataConfig(
             kind=FLAGS.dataset,

@@ -38,6 +38,9 @@ GM_INPUT_WIDTH = 512
 GM_WIDTHS_64 = (256, 128, 64)
 DM_WIDTHS_64 = (64, 128, 256, 512)
 VOXEL_KERNEL = 4
+# Kernel of GM's stride-1 convs after nearest-neighbour upsampling
+# (ModelConfig.gm_upsample='resize'/'resize_last'; beyond the paper).
+RESIZE_KERNEL = 3
 # DM's rotation head: quarter turns about y, 0..3 (ModelConfig.dm_rotation_head).
 ROTATIONS = 4
 # ProGAN's minibatch-std group size (ModelConfig.dm_minibatch_std).
@@ -222,40 +225,60 @@ class VoxelGenerator(ConfiguredModel):
         super().__init__(config, name=name, **kwargs)
         self.input_channels = voxel_input_channels(config)
         self.num_hidden = len(_gm_widths(config))
+        resize_hidden = config.gm_upsample == "resize"
         for k, width in enumerate(_gm_widths(config), start=1):
             # No bias: the batch norm right after would cancel it.
-            setattr(
-                self,
-                f"deconv{k}",
-                strided.Conv3DTranspose(
-                    width,
-                    VOXEL_KERNEL,
-                    strides=2,
-                    padding="same",
-                    use_bias=False,
-                    kernel_initializer=kernel_initializer(),
-                    name=f"deconv{k}",
-                ),
-            )
+            up, conv = _upsampling_conv(width, False, resize_hidden, f"deconv{k}")
+            setattr(self, f"up{k}", up)
+            setattr(self, f"deconv{k}", conv)
             setattr(self, f"bn{k}", batch_norm(f"bn{k}"))
-        self.to_voxels = strided.Conv3DTranspose(
-            1,
-            VOXEL_KERNEL,
-            strides=2,
-            padding="same",
-            use_bias=True,
-            kernel_initializer=kernel_initializer(),
-            name="to_voxels",
-        )
+        resize_last = config.gm_upsample in ("resize", "resize_last")
+        self.up_voxels, self.to_voxels = _upsampling_conv(1, True, resize_last, "to_voxels")
         # float32 even under mixed precision: losses and samples need it.
         self.sigmoid = layers.Activation("sigmoid", dtype="float32", name="sigmoid")
 
     def call(self, features, training=False):
         x = features
         for k in range(1, self.num_hidden + 1):
+            x = _upsample(getattr(self, f"up{k}"), x)
             x = getattr(self, f"deconv{k}")(x)
             x = ops.relu(getattr(self, f"bn{k}")(x, training=training))
-        return self.sigmoid(self.to_voxels(x))
+        return self.sigmoid(self.to_voxels(_upsample(self.up_voxels, x)))
+
+
+def _upsampling_conv(filters: int, use_bias: bool, resize: bool, name: str):
+    """One of GM's x2 layers -> (upsampling layer or None, conv layer).
+
+    resize=False: (None, the paper's 4^3 stride-2 transposed conv); True:
+    (nearest-neighbour x2 `UpSampling3D`, a RESIZE_KERNEL^3 stride-1 conv).
+    The conv carries `name`, so checkpoints keep the paper's variable names.
+    """
+    init = kernel_initializer()
+    if not resize:
+        conv = strided.Conv3DTranspose(
+            filters,
+            VOXEL_KERNEL,
+            strides=2,
+            padding="same",
+            use_bias=use_bias,
+            kernel_initializer=init,
+            name=name,
+        )
+        return None, conv
+    up = layers.UpSampling3D(2, name=f"{name}_upsample")
+    conv = layers.Conv3D(
+        filters,
+        RESIZE_KERNEL,
+        padding="same",
+        use_bias=use_bias,
+        kernel_initializer=init,
+        name=name,
+    )
+    return up, conv
+
+
+def _upsample(up, x):
+    return x if up is None else up(x)
 
 
 def spectral_norm(layer: layers.Layer, config: ModelConfig, **kwargs) -> layers.Layer:
