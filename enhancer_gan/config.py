@@ -254,6 +254,10 @@ class TrainConfig:
         without batch norm (ModelConfig.dm_batch_norm=False: the penalty is
         per example) and hard labels (real_label=1).
       gp_weight: lambda of the WGAN-GP gradient penalty (10 in the paper).
+      voxel_tv_weight: weight of a total-variation penalty on GM's grids in
+        GM's loss (`losses.total_variation`: neighbouring voxels' mean absolute
+        difference, summed over the axes), against speckle; 0 = off. The
+        value itself is logged as `voxel/fake_tv` either way.
       critic_steps: DM updates per step (WGAN-GP: 5); DE still updates once.
         Every critic update uses the same real grids and the same generated
         grids of z0 (fresh augmentation, noise and interpolation draws each
@@ -287,6 +291,7 @@ class TrainConfig:
     gan_loss: str = "standard"
     gp_weight: float = 10.0
     critic_steps: int = 1
+    voxel_tv_weight: float = 0.0
 
     @property
     def d_learning_rate(self) -> float:
@@ -340,6 +345,8 @@ class TrainConfig:
             raise ConfigError(f"gan_loss must be one of {GAN_LOSSES}, got {self.gan_loss!r}")
         if self.gp_weight < 0:
             raise ConfigError(f"gp_weight must be >= 0, got {self.gp_weight}")
+        if self.voxel_tv_weight < 0:
+            raise ConfigError(f"voxel_tv_weight must be >= 0, got {self.voxel_tv_weight}")
         if self.critic_steps < 1:
             raise ConfigError(f"critic_steps must be >= 1, got {self.critic_steps}")
         if self.gan_loss == "wgan_gp" and self.real_label != 1.0:

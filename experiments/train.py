@@ -191,6 +191,12 @@ flags.DEFINE_enum(
     "--nodm_batch_norm, usually --critic_steps=5).",
 )
 flags.DEFINE_float("gp_weight", _T.gp_weight, "WGAN-GP gradient-penalty weight lambda.")
+flags.DEFINE_float(
+    "voxel_tv_weight",
+    _T.voxel_tv_weight,
+    "Beyond the paper: weight of a total-variation penalty on GM's grids, against speckle "
+    "(0 = off).",
+)
 flags.DEFINE_integer(
     "critic_steps", _T.critic_steps, "Beyond the paper: DM updates per step (DE: one)."
 )
@@ -256,6 +262,7 @@ def config_from_flags() -> ExperimentConfig:
             gan_loss=FLAGS.gan_loss,
             gp_weight=FLAGS.gp_weight,
             critic_steps=FLAGS.critic_steps,
+            voxel_tv_weight=FLAGS.voxel_tv_weight,
         ),
         run_dir=FLAGS.run_dir or "",
     )

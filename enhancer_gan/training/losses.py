@@ -15,6 +15,8 @@ Beyond the paper (docs/DESIGN.md#candidates), on DM only:
   WGAN-GP critic:     D(fake) - D(real), + gp_weight (||grad D(x_hat)||_2 - 1)^2
   WGAN-GP generator:  -D(fake)
   rotation:           cross-entropy of the 4-way rotation logits
+and on GM's grids (docs/DESIGN.md#gm-upsample):
+  total variation:    mean |p(x + e_a) - p(x)| over neighbouring voxels, summed over the axes
 """
 
 from __future__ import annotations
@@ -92,3 +94,20 @@ def rotation_loss(rotation_logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=tf.cast(labels, tf.int32), logits=tf.cast(rotation_logits, tf.float32)
     )
+
+
+def total_variation(voxels: tf.Tensor) -> tf.Tensor:
+    """Occupancy grids [B, R, R, R(, 1)] -> [B] float32: for each grid, the mean
+    absolute difference between neighbouring voxels along each axis, summed over
+    the three axes. A binary grid's value is its surface (exposed faces between
+    its voxels and empty ones inside the grid) divided by R^2 (R - 1): isolated
+    voxels and small pieces cost the most surface per voxel."""
+    x = tf.cast(voxels, tf.float32)
+    if x.shape.rank == 5:
+        x = x[..., 0]
+    total = 0.0
+    for axis in (1, 2, 3):
+        n = tf.shape(x)[axis]
+        diff = tf.gather(x, tf.range(1, n), axis=axis) - tf.gather(x, tf.range(n - 1), axis=axis)
+        total += tf.reduce_mean(tf.abs(diff), axis=[1, 2, 3])
+    return total

@@ -65,6 +65,8 @@ METRIC_NAMES = (
     "loss/r1_penalty",
     "loss/gradient_penalty",
     "loss/rotation",
+    "voxel/fake_tv",
+    "voxel/real_tv",
 )
 
 # DM's penalties and auxiliary losses: reported (as 0) even when off, like R1.
@@ -263,6 +265,7 @@ class GanTrainer(tf.Module):
         out = {f"gate/{name}_skipped": value / replicas for name, value in skipped.items()}
         out["voxel/instance_noise"] = self.instance_noise_std() / replicas
         out["voxel/real_occupancy"] = self._avg(_occupancy(real_voxels))
+        out["voxel/real_tv"] = self._avg(losses.total_variation(real_voxels))
         for name, (real, fake) in logits.items():
             out[f"{_PREFIX[name]}/d_real"] = self._avg(_probabilities(real))
             out[f"{_PREFIX[name]}/d_fake"] = self._avg(_probabilities(fake))
@@ -285,7 +288,8 @@ class GanTrainer(tf.Module):
 
         With WGAN-GP, LM = -mean D(G(z)); with the rotation loss, LM also has
         beta = GENERATOR_ROTATION_RATIO * rotation_weight times DM's rotation
-        cross-entropy on the rotated samples (not in `loss/voxel_generator`).
+        cross-entropy on the rotated samples, and voxel_tv_weight times the
+        samples' total variation (neither in `loss/voxel_generator`).
         """
         cfg, nets = self.train_config, self.networks
         with tf.GradientTape(persistent=cfg.mixed_precision) as tape:
@@ -300,6 +304,9 @@ class GanTrainer(tf.Module):
             if cfg.rotation_weight > 0:
                 beta = recipe.GENERATOR_ROTATION_RATIO * cfg.rotation_weight
                 loss = loss + beta * self._rotation_loss(dm_in)
+            tv = self._avg(losses.total_variation(voxels))
+            if cfg.voxel_tv_weight > 0:
+                loss = loss + cfg.voxel_tv_weight * tv
             if self.use_enhancer:
                 e_logits = nets.enhancer_discriminator(outputs["image"], training=True)
                 out["loss/enhancer_generator"] = self._avg(
@@ -310,6 +317,7 @@ class GanTrainer(tf.Module):
         self._apply(self._gradients(tape, scaled, self.generator_names))
         del tape
         out["voxel/fake_occupancy"] = self._avg(_occupancy(voxels))
+        out["voxel/fake_tv"] = tv
         return out
 
     # -- recipe options: DM's inputs, loss scaling, gating -------------------------
