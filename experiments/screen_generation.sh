@@ -36,6 +36,9 @@ flags_of() {
         # ... or GM's resize-convolutions against speckle (docs/DESIGN.md#gm-upsample).
         demo_resize) echo "$DEMO --gm_upsample=resize" ;;
         demo_resize_last) echo "$DEMO --gm_upsample=resize_last" ;;
+        # ... or a total-variation penalty on GM's grids (the data's TV is about 0.05).
+        demo_tv2) echo "$DEMO --voxel_tv_weight=2" ;;
+        demo_tv10) echo "$DEMO --voxel_tv_weight=10" ;;
         *) echo "unknown row $1" >&2; exit 2 ;;
     esac
 }

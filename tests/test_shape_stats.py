@@ -79,3 +79,33 @@ def test_keep_largest_component():
     # Probabilities are thresholded first.
     soft = np.where(speck, 0.9, 0.4).astype(np.float32)
     assert np.array_equal(shape_stats.keep_largest_component(soft[None])[0], g)
+
+
+def test_extra_pieces_size_confidence_and_gap():
+    soft = np.zeros((2, 16, 16, 16), np.float32)
+    soft[0, 2:8, 2:8, 2:8] = 0.95  # the largest piece: x 2..7
+    soft[0, 9, 4, 4] = 0.6  # a speck one empty voxel (x = 8) from it: gap 2
+    soft[0, 13:15, 4, 4] = [0.7, 0.99]  # a 2-voxel part, nearest voxel x = 13: gap 6
+    soft[1, 1:4, 1:4, 1:4] = 0.9  # one piece only: no extra pieces
+    extra = shape_stats.extra_pieces(soft)
+    order = np.argsort(extra["size"])
+    assert extra["size"][order].tolist() == [1, 2]
+    np.testing.assert_allclose(extra["max_p"][order], [0.6, 0.99], rtol=1e-6)
+    np.testing.assert_allclose(extra["gap"][order], [2.0, 6.0])
+    # Bool grids: every piece's confidence is 1; empty or one-piece sets have none.
+    extra = shape_stats.extra_pieces(soft > 0.5)
+    assert extra["max_p"].tolist() == [1.0, 1.0]
+    assert shape_stats.extra_pieces(np.zeros((1, 8, 8, 8)))["size"].size == 0
+
+
+def test_speckle_pieces_summary():
+    from experiments.speckle_pieces import format_summary, summarize_pieces
+
+    soft = np.zeros((2, 16, 16, 16), np.float32)
+    soft[:, 2:8, 2:8, 2:8] = 0.95
+    soft[0, 12, 12, 12] = 0.55  # a speck that only low thresholds keep
+    s = summarize_pieces(soft)
+    assert s["thresholds"]["0.5"]["components"] == 1.5
+    assert s["thresholds"]["0.6"]["components"] == 1.0
+    assert (s["extra_pieces"], s["size_1"], s["max_p_lt_0.7"], s["gap_gt_5"]) == (1, 1, 1, 1)
+    assert "1 extra pieces" in format_summary("run", s)
