@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
@@ -68,3 +71,15 @@ def tiny_source(folder: str, n: int = 6, res: int = 32, views: int = 3, seed: in
             mine.append(path)
         paths.append(tuple(mine))
     return PairSource(pack_grids(grids), res, tuple(paths), tuple(f"m{i}" for i in range(n))), grids
+
+
+def train_dry_run(*args: str) -> subprocess.CompletedProcess:
+    """experiments/train.py --dry_run with `args`: its config JSON on stdout."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [sys.executable, str(root / "experiments" / "train.py"), "--dry_run", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

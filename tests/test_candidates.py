@@ -4,8 +4,6 @@ what its flag says: spectral norm, minibatch std, the rotation task, WGAN-GP."""
 import dataclasses
 import json
 import pathlib
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -20,7 +18,13 @@ from enhancer_gan.models import build_networks
 from enhancer_gan.models.voxel import VoxelDiscriminator, minibatch_std
 from enhancer_gan.training import losses, recipe
 from enhancer_gan.training.trainer import METRIC_NAMES, GanTrainer
-from tests.helpers import box_grids, tiny_model_config, tiny_source, tiny_train_config
+from tests.helpers import (
+    box_grids,
+    tiny_model_config,
+    tiny_source,
+    tiny_train_config,
+    train_dry_run,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NEW_MODEL_FIELDS = ("dm_spectral_norm", "dm_minibatch_std", "dm_rotation_head", "dm_batch_norm")
@@ -432,18 +436,8 @@ def test_critic_steps_use_fresh_input_draws(tmp_path):
 # -- flags ------------------------------------------------------------------------------
 
 
-def _dry_run(*args):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "train.py"), "--dry_run", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_flags_reach_the_configs():
-    result = _dry_run(
+    result = train_dry_run(
         "--dm_spectral_norm",
         "--dm_minibatch_std",
         "--rotation_weight=0.5",
@@ -468,12 +462,12 @@ def test_flags_reach_the_configs():
         5.0,
         5,
     )
-    default = ExperimentConfig.from_dict(json.loads(_dry_run().stdout))
+    default = ExperimentConfig.from_dict(json.loads(train_dry_run().stdout))
     assert default == ExperimentConfig()
 
 
 def test_wgan_gp_flag_without_nodm_batch_norm_is_one_error_line():
-    result = _dry_run("--gan_loss=wgan_gp")
+    result = train_dry_run("--gan_loss=wgan_gp")
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--nodm_batch_norm" in lines[0]

@@ -5,8 +5,6 @@ replace the transposed convs by nearest-neighbour x2 + a 3^3 conv."""
 import dataclasses
 import json
 import pathlib
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -18,7 +16,7 @@ from enhancer_gan.errors import ConfigError
 from enhancer_gan.models import build_networks
 from enhancer_gan.models.voxel import RESIZE_KERNEL, VOXEL_KERNEL, VoxelGenerator
 from enhancer_gan.training.trainer import GanTrainer
-from tests.helpers import tiny_model_config, tiny_source, tiny_train_config
+from tests.helpers import tiny_model_config, tiny_source, tiny_train_config, train_dry_run
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -121,16 +119,7 @@ def test_resize_gm_trains(tmp_path):
 
 
 def test_flag_reaches_the_config():
-    def dry_run(*args):
-        return subprocess.run(
-            [sys.executable, str(ROOT / "experiments" / "train.py"), "--dry_run", *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    result = dry_run("--gm_upsample=resize_last")
+    result = train_dry_run("--gm_upsample=resize_last")
     assert result.returncode == 0, result.stderr
     config = ExperimentConfig.from_dict(json.loads(result.stdout))
     assert dataclasses.asdict(config.model) == {

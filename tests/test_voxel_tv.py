@@ -5,8 +5,6 @@ only, and the value logged for samples and data."""
 import dataclasses
 import json
 import pathlib
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -17,7 +15,7 @@ from enhancer_gan.data.pipeline import make_pair_dataset
 from enhancer_gan.errors import ConfigError
 from enhancer_gan.training import losses
 from enhancer_gan.training.trainer import METRIC_NAMES, GanTrainer
-from tests.helpers import tiny_model_config, tiny_source, tiny_train_config
+from tests.helpers import tiny_model_config, tiny_source, tiny_train_config, train_dry_run
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -90,14 +88,7 @@ def test_negative_weight_is_refused():
 
 
 def test_flag_reaches_the_config_and_old_configs_load():
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "train.py"), "--dry_run"]
-        + ["--voxel_tv_weight=2.5"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = train_dry_run("--voxel_tv_weight=2.5")
     assert result.returncode == 0, result.stderr
     config = ExperimentConfig.from_dict(json.loads(result.stdout))
     assert dataclasses.asdict(config.train) == {
