@@ -39,6 +39,7 @@ flags_of() {
         # ... or a total-variation penalty on GM's grids (the data's TV is about 0.05).
         demo_tv2) echo "$DEMO --voxel_tv_weight=2" ;;
         demo_tv10) echo "$DEMO --voxel_tv_weight=10" ;;
+        demo_tv30) echo "$DEMO --voxel_tv_weight=30" ;;
         *) echo "unknown row $1" >&2; exit 2 ;;
     esac
 }
