@@ -1,5 +1,7 @@
 """Speckle measures on grids whose answers are known by construction."""
 
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -99,13 +101,34 @@ def test_extra_pieces_size_confidence_and_gap():
 
 
 def test_speckle_pieces_summary():
-    from experiments.speckle_pieces import format_summary, summarize_pieces
-
     soft = np.zeros((2, 16, 16, 16), np.float32)
     soft[:, 2:8, 2:8, 2:8] = 0.95
     soft[0, 12, 12, 12] = 0.55  # a speck that only low thresholds keep
-    s = summarize_pieces(soft)
+    s = shape_stats.pieces_report(soft)
     assert s["thresholds"]["0.5"]["components"] == 1.5
     assert s["thresholds"]["0.6"]["components"] == 1.0
     assert (s["extra_pieces"], s["size_1"], s["max_p_lt_0.7"], s["gap_gt_5"]) == (1, 1, 1, 1)
-    assert "1 extra pieces" in format_summary("run", s)
+    assert "1 extra pieces" in shape_stats.format_pieces_report("run", s)
+
+
+def test_speckle_pieces_script_needs_a_run(tmp_path):
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "speckle_pieces.py"
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "error: --run_dirs is required"
+    missing = tmp_path / "no_run"
+    result = subprocess.run(
+        [sys.executable, str(script), f"--run_dirs={missing}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and str(missing) in last
+    assert "Traceback" not in result.stderr

@@ -38,6 +38,7 @@ from enhancer_gan.errors import DataError
 OCCUPANCY_THRESHOLD = 0.5
 UNDECIDED_LOW, UNDECIDED_HIGH = 0.2, 0.8
 MANY_PIECES = 3
+PIECES_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)  # pieces_report's sweep
 _CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 
 SUMMARY_KEYS = (
@@ -160,3 +161,48 @@ def extra_pieces(grids: Any, threshold: float = OCCUPANCY_THRESHOLD) -> dict[str
         "max_p": np.asarray(max_p, np.float64),
         "gap": np.asarray(gap, np.float64),
     }
+
+
+def pieces_report(samples: Any) -> dict:
+    """Occupancy grids [N, R, R, R] -> pieces per grid at each of PIECES_THRESHOLDS
+    and shares of the `extra_pieces` by size, confidence and gap
+    (experiments/speckle_pieces.py)."""
+    sweep = {}
+    for t in PIECES_THRESHOLDS:
+        s = summarize(samples, threshold=t)
+        sweep[str(t)] = {k: s[k] for k in ("components", "many_pieces_fraction", "occupancy")}
+    extra = extra_pieces(samples)
+    size, max_p, gap = extra["size"], extra["max_p"], extra["gap"]
+
+    def share(mask):
+        return float(np.mean(mask)) if len(size) else 0.0
+
+    return {
+        "num_samples": int(len(samples)),
+        "thresholds": sweep,
+        "extra_pieces": int(len(size)),
+        "size_median": float(np.median(size)) if len(size) else 0.0,
+        "size_1": share(size == 1),
+        "size_le_3": share(size <= 3),
+        "size_gt_10": share(size > 10),
+        "max_p_lt_0.7": share(max_p < 0.7),
+        "max_p_gt_0.9": share(max_p > 0.9),
+        "gap_le_2": share(gap <= 2),
+        "gap_gt_5": share(gap > 5),
+    }
+
+
+def format_pieces_report(name: str, s: dict) -> str:
+    lines = [f"{name}: {s['num_samples']} samples"]
+    for t, v in s["thresholds"].items():
+        lines.append(
+            f"  threshold {t}: {v['components']:.2f} pieces per sample, "
+            f"{v['many_pieces_fraction']:.2f} in > 3, occupancy {v['occupancy']:.4f}"
+        )
+    lines.append(
+        f"  {s['extra_pieces']} extra pieces: median size {s['size_median']:g}; "
+        f"1 voxel {s['size_1']:.2f}, <= 3 {s['size_le_3']:.2f}, > 10 {s['size_gt_10']:.2f}; "
+        f"max p < 0.7 {s['max_p_lt_0.7']:.2f}, > 0.9 {s['max_p_gt_0.9']:.2f}; "
+        f"gap to the largest <= 2 {s['gap_le_2']:.2f}, > 5 {s['gap_gt_5']:.2f}"
+    )
+    return "\n".join(lines)
