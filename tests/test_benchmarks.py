@@ -44,8 +44,13 @@ def table(lines: list[str], title: str) -> list[dict[str, str]]:
         if not line.strip():
             break
         line = line.ljust(len(rule))
-        rows.append({header[a:b].strip(): line[a:b].strip() for a, b in spans})
+        # Cells print thousands separators (benchmarks/common.py): 1,111 reads as 1111.
+        rows.append({header[a:b].strip(): _digits(line[a:b].strip()) for a, b in spans})
     return rows
+
+
+def _digits(cell: str) -> str:
+    return re.sub(r"(?<=\d),(?=\d{3})", "", cell)
 
 
 def last_value(lines: list[str], name: str) -> float:
