@@ -8,7 +8,7 @@ PAPER="--discriminator_learning_rate=0 --generator_learning_rate=0 --discriminat
 PAPER="$PAPER --instance_noise=0 --instance_noise_steps=0 --real_label=1 --r1_gamma=0"
 PAPER="$PAPER --nodiscriminator_augment"
 PAPER="$PAPER --nodm_spectral_norm --nodm_minibatch_std --rotation_weight=0 --gan_loss=standard"
-PAPER="$PAPER --critic_steps=1 --dm_batch_norm"
+PAPER="$PAPER --critic_steps=1 --dm_batch_norm --voxel_tv_weight=0"
 
 declare -A RECIPE=(
     [paper]=""
@@ -29,6 +29,8 @@ declare -A RECIPE=(
     [r1_10+rotation]="--r1_gamma=10 --rotation_weight=1"
     [r1_10+sn]="--r1_gamma=10 --dm_spectral_norm"
     [r1_10+mbstd]="--r1_gamma=10 --dm_minibatch_std"
+    [r1_10+tv30]="--r1_gamma=10 --voxel_tv_weight=30"
+    [r1_10+rotation+tv30]="--r1_gamma=10 --rotation_weight=1 --voxel_tv_weight=30"
     [wgan_gp]="--gan_loss=wgan_gp --critic_steps=5 --nodm_batch_norm"
     [all]="--discriminator_learning_rate=1e-5 --instance_noise=0.2 --discriminator_gate=0.8 --real_label=0.9"
 )

@@ -140,4 +140,8 @@ def test_recipe_flags_are_accepted_by_train_py():
     assert configs["rotation"]["train"]["rotation_weight"] == 1.0
     assert configs["wgan_gp"]["train"]["gan_loss"] == "wgan_gp"
     assert configs["wgan_gp"]["model"]["dm_batch_norm"] is False
+    tv = configs["r1_10+rotation+tv30"]["train"]
+    assert tv["voxel_tv_weight"] == 30.0 and tv["r1_gamma"] == 10.0 and tv["rotation_weight"] == 1.0
+    # A recipe from a flag file that sets the penalty (demo.cfg) is reset by PAPER.
+    assert configs["r1_10"]["train"]["voxel_tv_weight"] == 0.0
     assert len({json.dumps(c, sort_keys=True) for c in configs.values()}) == len(configs)
