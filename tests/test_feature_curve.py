@@ -142,6 +142,20 @@ def test_recipe_flags_are_accepted_by_train_py():
     assert configs["wgan_gp"]["model"]["dm_batch_norm"] is False
     tv = configs["r1_10+rotation+tv30"]["train"]
     assert tv["voxel_tv_weight"] == 30.0 and tv["r1_gamma"] == 10.0 and tv["rotation_weight"] == 1.0
-    # A recipe from a flag file that sets the penalty (demo.cfg) is reset by PAPER.
-    assert configs["r1_10"]["train"]["voxel_tv_weight"] == 0.0
+    # PAPER resets what a flag file sets (demo.cfg sets the penalty to 30).
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "experiments/train.py",
+            "--dry_run",
+            "--flagfile=experiments/configs/demo.cfg",
+            *recipes["r1_10"].split(),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["train"]["voxel_tv_weight"] == 0.0
     assert len({json.dumps(c, sort_keys=True) for c in configs.values()}) == len(configs)
